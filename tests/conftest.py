@@ -30,10 +30,11 @@ def _no_ambient_mlflow(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def tracking_uri(tmp_path: Path) -> Iterator[str]:
+def tracking_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A fresh sqlite-backed MLflow store for one test; the global fluent state is reset afterwards."""
     import mlflow
 
+    monkeypatch.chdir(tmp_path)  # a sqlite store keeps artifacts in ./mlruns of the working directory
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     yield uri
     while mlflow.active_run() is not None:

@@ -1,0 +1,357 @@
+"""``airflow-kedro-mlflow modelify``: log (and register) a Kedro project's inference pipeline from a shell.
+
+Argument parsing only: every flag maps onto an argument of :func:`airflow_kedro_mlflow.modelify.modelify`, which
+does the work. Errors print one line, ``Error: <what is wrong and how to fix it>``, with no traceback; the exit code
+is 2 for bad input (wrong flag, unknown pipeline/env/run, invalid name) and 1 when the work itself failed (an
+artifact changed since training, MLflow refused a request).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from airflow_kedro_mlflow import __version__
+from airflow_kedro_mlflow.exceptions import AirflowKedroMlflowError, MlflowConnectionError
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class CliUsageError(ValueError):
+    """A flag value that cannot be understood (reported like argparse's own errors, exit code 2)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the ``airflow-kedro-mlflow`` parser (exposed so the docs and tests read the same flags)."""
+    parser = argparse.ArgumentParser(
+        prog="airflow-kedro-mlflow",
+        description="Train-and-serve helpers for Kedro projects tracked in MLflow.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    modelify = commands.add_parser(
+        "modelify",
+        help="log a Kedro pipeline's inference part as an MLflow model (and register it)",
+        description=(
+            "Log the inference pipeline of a Kedro pipeline, with the artifacts training produced, as an MLflow "
+            "pyfunc model; optionally register it and set aliases. Run the training pipeline first: every artifact "
+            "the inference pipeline needs must exist."
+        ),
+    )
+    project = modelify.add_argument_group("Kedro project")
+    project.add_argument("--project-path", default=".", help="Kedro project root (default: current directory)")
+    project.add_argument(
+        "--pipeline",
+        dest="pipeline_name",
+        required=True,
+        help="registered pipeline: a PipelineML (its inference part is logged), or an inference pipeline with "
+        "--input-name",
+    )
+    project.add_argument("--env", help="Kedro configuration environment (default: KEDRO_ENV or the project's)")
+    project.add_argument("--conf-source", help="Kedro configuration directory or archive (default: conf/)")
+    project.add_argument(
+        "--params",
+        dest="runtime_params",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE[,KEY=VALUE]",
+        help="runtime params as for `kedro run --params` (dotted keys nest; values parsed as YAML); repeatable",
+    )
+    project.add_argument("--input-name", help="dataset receiving the data to predict on (default: the PipelineML's)")
+    project.add_argument(
+        "--copy-mode",
+        help="copy mode of the model's datasets: assign, copy, deepcopy, or a JSON object {dataset: mode}",
+    )
+
+    tracking = modelify.add_argument_group("MLflow")
+    tracking.add_argument(
+        "--tracking-uri",
+        default=os.environ.get("MLFLOW_TRACKING_URI"),
+        help="MLflow tracking URI (default: MLFLOW_TRACKING_URI; required, MLflow's implicit ./mlflow.db is refused)",
+    )
+    tracking.add_argument("--registry-uri", help="MLflow registry URI (default: the tracking URI)")
+    tracking.add_argument("--run-id", help="log into this existing MLflow run instead of a new one")
+    tracking.add_argument("--run-name", help="name of the new MLflow run")
+    tracking.add_argument("--experiment-name", help="experiment of the new run (default: the project's package name)")
+    tracking.add_argument("--registered-model-name", help="register a version of this model (default: log only)")
+    tracking.add_argument(
+        "--alias", dest="aliases", action="append", default=[], help="alias to set on the version; repeatable"
+    )
+    tracking.add_argument(
+        "--tag", dest="mlflow_tags", action="append", default=[], metavar="KEY=VALUE", help="MLflow tag; repeatable"
+    )
+
+    log_model = modelify.add_argument_group("mlflow.pyfunc.log_model arguments")
+    log_model.add_argument(
+        "--model-name", "--artifact-path", dest="model_name", help="name of the model in its run (default: model)"
+    )
+    log_model.add_argument(
+        "--pip-requirements",
+        action="append",
+        metavar="REQ|FILE",
+        help="pip requirement or requirements file, replacing the pinned defaults; repeatable",
+    )
+    log_model.add_argument(
+        "--extra-pip-requirements",
+        action="append",
+        metavar="REQ|FILE",
+        help="pip requirement or requirements file added to the defaults; repeatable",
+    )
+    log_model.add_argument(
+        "--code-path",
+        dest="code_paths",
+        action="append",
+        metavar="PATH",
+        help="code shipped with the model, replacing the project's package; repeatable",
+    )
+    log_model.add_argument("--conda-env", metavar="FILE", help="conda environment YAML (instead of pip requirements)")
+    log_model.add_argument("--input-example", metavar="FILE", help="input example: a .csv, .json or .parquet file")
+    log_model.add_argument(
+        "--metadata",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE|JSON",
+        help="model metadata: KEY=VALUE (repeatable) or one JSON object",
+    )
+    log_model.add_argument(
+        "--signature",
+        choices=("auto", "none"),
+        default="auto",
+        help="auto: infer from the training input data and params (default); none: no signature",
+    )
+    modelify.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    modelify.add_argument("-q", "--quiet", action="store_true", help="only print the result and errors")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return its exit code (the console script exits with it)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(quiet=getattr(args, "quiet", False))
+    try:
+        return _modelify(args)
+    except CliUsageError as exc:
+        sys.stderr.write(f"{parser.prog} {args.command}: error: {exc}\n")
+        return EXIT_USAGE
+    except AirflowKedroMlflowError as exc:
+        sys.stderr.write(f"Error: {type(exc).__name__}: {_one_line(exc)}\n")
+        return EXIT_USAGE if isinstance(exc, ValueError) else EXIT_FAILED
+    except KeyboardInterrupt:
+        sys.stderr.write("Error: interrupted.\n")
+        return 130
+    except Exception as exc:
+        from mlflow.exceptions import MlflowException
+
+        if not isinstance(exc, MlflowException | OSError | ValueError):
+            raise
+        # Failures of MLflow or of the file system, wrapped nowhere deeper: still one readable line.
+        origin = "MLflow" if isinstance(exc, MlflowException) else type(exc).__name__
+        sys.stderr.write(f"Error: {origin}: {_one_line(exc)}\n")
+        return EXIT_FAILED
+
+
+def _modelify(args: argparse.Namespace) -> int:
+    from airflow_kedro_mlflow.modelify import modelify
+
+    tracking = _tracking_config(args.tracking_uri, args.registry_uri)
+    result = modelify(
+        args.project_path,
+        args.pipeline_name,
+        tracking=tracking,
+        env=args.env,
+        conf_source=args.conf_source,
+        runtime_params=parse_params(args.runtime_params) or None,
+        input_name=args.input_name,
+        run_id=args.run_id,
+        run_name=args.run_name,
+        experiment_name=args.experiment_name,
+        registered_model_name=args.registered_model_name,
+        aliases=args.aliases,
+        copy_mode=_parse_copy_mode(args.copy_mode),
+        log_model_kwargs=_log_model_kwargs(args),
+        mlflow_tags=_parse_key_values(args.mlflow_tags, "--tag") or None,
+    )
+    if args.json:
+        sys.stdout.write(json.dumps(result.to_xcom(), sort_keys=True) + "\n")
+        return EXIT_OK
+    lines = [f"Logged model {result.model_uri} in MLflow run {result.run_id}"]
+    if result.registered_model_name:
+        aliases = f" (aliases: {', '.join(result.aliases)})" if result.aliases else ""
+        lines.append(f"Registered {result.registered_model_name!r} version {result.version}{aliases}")
+    if result.run_url:
+        lines.append(f"Run: {result.run_url}")
+    if result.model_version_url:
+        lines.append(f"Model version: {result.model_version_url}")
+    sys.stdout.write("\n".join(lines) + "\n")
+    return EXIT_OK
+
+
+def _tracking_config(tracking_uri: str | None, registry_uri: str | None) -> Any:
+    from airflow_kedro_mlflow.tracking import TrackingConfig
+
+    if not tracking_uri:
+        raise MlflowConnectionError(
+            "no MLflow tracking server given: pass --tracking-uri (e.g. http://127.0.0.1:5000 or "
+            "sqlite:////abs/path/mlflow.db) or set MLFLOW_TRACKING_URI. MLflow's implicit ./mlflow.db is not used."
+        )
+    environ = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
+    if registry_uri:
+        environ["MLFLOW_REGISTRY_URI"] = registry_uri
+    # from_env keeps the MLFLOW_TRACKING_USERNAME/PASSWORD/TOKEN and HTTP settings exported for this server.
+    return TrackingConfig.from_env(environ)
+
+
+def parse_params(values: Sequence[str]) -> dict[str, Any]:
+    """Parse ``--params`` as ``kedro run --params`` does: ``a=1,b.c=x`` -> ``{"a": 1, "b": {"c": "x"}}``.
+
+    Values are YAML scalars (``1`` is an int, ``0.5`` a float, ``true`` a bool, anything else a string), so the
+    pipeline receives the same types as from ``kedro run``.
+    """
+    import yaml
+
+    params: dict[str, Any] = {}
+    for value in values:
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            key, sep, raw = item.partition("=")
+            key = key.strip()
+            if not sep or not key:
+                raise CliUsageError(f"--params item {item!r} is not KEY=VALUE; write e.g. --params C=0.5,threshold=0.7")
+            try:
+                parsed = yaml.safe_load(raw.strip()) if raw.strip() else ""
+            except yaml.YAMLError:
+                parsed = raw.strip()
+            target = params
+            *parents, leaf = key.split(".")
+            for parent in parents:
+                target = target.setdefault(parent, {})
+                if not isinstance(target, dict):
+                    raise CliUsageError(f"--params key {key!r} nests under {parent!r}, which is already a value")
+            target[leaf] = parsed
+    return params
+
+
+def _parse_key_values(values: Sequence[str], flag: str) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise CliUsageError(f"{flag} {item!r} is not KEY=VALUE; write e.g. {flag} team=fraud")
+        result[key.strip()] = value
+    return result
+
+
+def _parse_copy_mode(value: str | None) -> str | dict[str, str] | None:
+    if value is None or not value.lstrip().startswith("{"):
+        return value
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise CliUsageError(f"--copy-mode {value!r} is not valid JSON: {exc.msg}") from exc
+    if not isinstance(parsed, dict):
+        raise CliUsageError("--copy-mode JSON must be an object {dataset: mode}")
+    return parsed
+
+
+def _requirements(values: list[str] | None, flag: str) -> str | list[str] | None:
+    """A single existing file is passed as a path (MLflow reads it); anything else is a list of requirements."""
+    if not values:
+        return None
+    if len(values) == 1 and Path(values[0]).is_file():
+        return str(Path(values[0]).resolve())
+    files = [value for value in values if Path(value).is_file()]
+    if files:
+        raise CliUsageError(f"{flag} takes either one requirements file or requirement strings, not both: {files}")
+    return list(values)
+
+
+def _metadata(values: Sequence[str]) -> dict[str, Any] | None:
+    if not values:
+        return None
+    if len(values) == 1 and values[0].lstrip().startswith("{"):
+        try:
+            parsed = json.loads(values[0])
+        except json.JSONDecodeError as exc:
+            raise CliUsageError(f"--metadata {values[0]!r} is not valid JSON: {exc.msg}") from exc
+        if not isinstance(parsed, dict):
+            raise CliUsageError("--metadata JSON must be an object")
+        return parsed
+    return dict(_parse_key_values(values, "--metadata"))
+
+
+def _input_example(path: str | None) -> Any:
+    if path is None:
+        return None
+    file = Path(path)
+    if not file.is_file():
+        raise CliUsageError(f"--input-example {path} does not exist; pass a .csv, .json or .parquet file")
+    import pandas as pd
+
+    suffix = file.suffix.lower()
+    if suffix == ".csv":
+        return pd.read_csv(file)
+    if suffix == ".parquet":
+        return pd.read_parquet(file)
+    if suffix == ".json":
+        data = json.loads(file.read_text(encoding="utf-8"))
+        if isinstance(data, dict) and "dataframe_split" in data:
+            return pd.DataFrame(**data["dataframe_split"])
+        if isinstance(data, dict) and "dataframe_records" in data:
+            return pd.DataFrame(data["dataframe_records"])
+        return pd.DataFrame(data) if isinstance(data, list) else data
+    raise CliUsageError(f"--input-example {path}: unsupported file type {suffix!r}; use .csv, .json or .parquet")
+
+
+def _log_model_kwargs(args: argparse.Namespace) -> dict[str, Any] | None:
+    """Only the flags the user gave: an empty result keeps the PipelineML's own ``log_model_kwargs``."""
+    given = [flag for flag, value in (("--conda-env", args.conda_env), ("--pip-requirements", args.pip_requirements),
+                                      ("--extra-pip-requirements", args.extra_pip_requirements)) if value]  # fmt: skip
+    if len(given) > 1:
+        raise CliUsageError(
+            f"{' and '.join(given)} exclude each other: --extra-pip-requirements adds to the pinned defaults, "
+            "--pip-requirements or --conda-env replace them"
+        )
+    kwargs: dict[str, Any] = {
+        "name": args.model_name,
+        "pip_requirements": _requirements(args.pip_requirements, "--pip-requirements"),
+        "extra_pip_requirements": _requirements(args.extra_pip_requirements, "--extra-pip-requirements"),
+        "code_paths": [str(Path(p).resolve()) for p in args.code_paths] if args.code_paths else None,
+        "conda_env": str(Path(args.conda_env).resolve()) if args.conda_env else None,
+        "input_example": _input_example(args.input_example),
+        "metadata": _metadata(args.metadata),
+    }
+    if args.signature == "none":
+        kwargs["signature"] = None
+    kwargs = {key: value for key, value in kwargs.items() if value is not None or key == "signature"}
+    return kwargs or None
+
+
+def _configure_logging(quiet: bool) -> None:
+    """Progress lines of this package on stderr; quiet keeps warnings only."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    package_logger = logging.getLogger("airflow_kedro_mlflow")
+    if not package_logger.handlers:
+        package_logger.addHandler(handler)
+    package_logger.setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+def _one_line(exc: BaseException) -> str:
+    message = getattr(exc, "message", None) or str(exc)
+    return " ".join(str(message).split())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,287 @@
+"""Open a Kedro project the same way everywhere: training, modelify, the CLI and the Kedro hook's helpers.
+
+Why a module of its own: Kedro keeps the "current project" in process-wide globals (``sys.path``, the configured
+package, its settings and pipeline registry, the logging config). Every entry point of this package must set those
+up identically, with errors that say which path, env or pipeline is wrong and how to fix it — instead of Kedro's
+``RuntimeError`` about a ``pyproject.toml`` or a bare ``KeyError``.
+
+Public helpers (reused by ``modelify.py``; keep their signatures stable):
+
+- :func:`prepare_kedro_environment` — telemetry off and the package's plain logging config, *before* kedro is
+  imported (importing any ``kedro`` module configures logging).
+- :func:`bootstrap` — validate a project path and make it the current Kedro project; returns :class:`KedroProject`.
+- :func:`open_session` — a context manager yielding a ``KedroSession`` for ``project_path``/``env``/``conf_source``/
+  ``runtime_params``, after checking that the env exists.
+- :func:`get_pipeline` — a registered pipeline by name, with close matches when the name is unknown.
+- :func:`register_session_hooks` — add Kedro hook objects to one session only.
+
+Every ``kedro`` import below is local to a function: :func:`prepare_kedro_environment` must run first.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow_kedro_mlflow.exceptions import AirflowKedroMlflowError, KedroProjectError
+
+if TYPE_CHECKING:
+    from kedro.framework.session import KedroSession
+    from kedro.pipeline import Pipeline
+
+logger = logging.getLogger(__name__)
+
+#: Plain, handler-free Kedro logging config shipped with the package (see the file for why).
+PLAIN_LOGGING_CONFIG = Path(__file__).with_name("kedro_logging.yml")
+
+_TELEMETRY_OFF = {"KEDRO_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1"}
+
+
+@dataclass(frozen=True)
+class KedroProject:
+    """What :func:`bootstrap` learnt from a project's ``pyproject.toml`` (``[tool.kedro]``)."""
+
+    project_path: Path
+    package_name: str
+    project_name: str
+    source_dir: Path
+
+
+def prepare_kedro_environment() -> None:
+    """Turn Kedro telemetry off and point Kedro at the package's plain logging config; call before importing kedro.
+
+    Importing any ``kedro`` module runs ``logging.config.dictConfig`` with Kedro's Rich config, which replaces the
+    root logger's handlers — in an Airflow task, the task log handlers. ``KEDRO_LOGGING_CONFIG`` set beforehand makes
+    Kedro apply :data:`PLAIN_LOGGING_CONFIG` instead, which only sets logger levels. A value the caller already set
+    is respected. If kedro was imported earlier in this process, the plain config is applied now so that later
+    ``configure_project`` calls re-apply it rather than the Rich one.
+    """
+    os.environ.update(_TELEMETRY_OFF)
+    if "KEDRO_LOGGING_CONFIG" in os.environ:
+        return
+    os.environ["KEDRO_LOGGING_CONFIG"] = str(PLAIN_LOGGING_CONFIG)
+    if "kedro.framework.project" in sys.modules:
+        import yaml
+        from kedro.framework.project import configure_logging
+
+        configure_logging(yaml.safe_load(PLAIN_LOGGING_CONFIG.read_text(encoding="utf-8")))
+
+
+def bootstrap(project_path: str | os.PathLike[str]) -> KedroProject:
+    """Make ``project_path`` the current Kedro project of this process and return its metadata.
+
+    On top of Kedro's ``bootstrap_project`` this (1) checks the path first and says what a project root looks like,
+    (2) puts the project's source dir *first* on ``sys.path`` and forgets modules of the same package imported from
+    somewhere else (another copy of the project, an older checkout), so the code that runs is this project's code.
+
+    :param project_path: directory holding the project's ``pyproject.toml`` with a ``[tool.kedro]`` section.
+    :raises KedroProjectError: the path does not exist, is not a Kedro project, or its metadata is invalid.
+    """
+    path = _check_project_path(project_path)
+    prepare_kedro_environment()
+    from kedro.framework.startup import bootstrap_project
+
+    try:
+        metadata = bootstrap_project(path)
+    except (RuntimeError, ValueError, NotADirectoryError) as exc:
+        raise KedroProjectError(
+            f"{path} is not a usable Kedro project: {exc} Check its pyproject.toml ([tool.kedro] package_name, "
+            "project_name, kedro_init_version, source_dir)."
+        ) from exc
+    project = KedroProject(
+        project_path=path,
+        package_name=metadata.package_name,
+        project_name=metadata.project_name,
+        source_dir=Path(metadata.source_dir),
+    )
+    _prefer_project_sources(project)
+    return project
+
+
+@contextmanager
+def open_session(
+    project_path: str | os.PathLike[str],
+    env: str | None = None,
+    conf_source: str | None = None,
+    runtime_params: Mapping[str, Any] | None = None,
+) -> Iterator[KedroSession]:
+    """Bootstrap ``project_path`` and yield a new ``KedroSession``; the session is closed on exit.
+
+    The env is checked before the session is created (Kedro itself would only fail later, deep in the config
+    loader): it must be a sub-directory of the configuration source. ``env=None`` means ``KEDRO_ENV`` or the
+    project's default run env, as with ``kedro run``.
+
+    :param project_path: Kedro project root (the directory with ``pyproject.toml``).
+    :param env: Kedro configuration environment, e.g. ``"local"`` or ``"prod"``.
+    :param conf_source: configuration directory or archive; default: the project's ``conf/`` (``CONF_SOURCE``).
+        A relative local path is taken relative to the project root, not to the worker's current directory.
+    :param runtime_params: extra parameters, as ``kedro run --params`` gives them; they override ``parameters.yml``
+        and feed ``${runtime_params:...}`` in the catalog.
+    :raises KedroProjectError: not a Kedro project, unknown env, missing ``conf_source``, broken ``settings.py``.
+    """
+    project = bootstrap(project_path)
+    if runtime_params is not None and not isinstance(runtime_params, Mapping):
+        raise KedroProjectError(
+            f"runtime_params must be a mapping of parameter name to value, got {type(runtime_params).__name__}: "
+            f"{runtime_params!r}. Pass e.g. {{'C': 0.5}}."
+        )
+    from kedro.framework.session import KedroSession
+
+    resolved_conf_source = _check_env(project, env, conf_source)
+    try:
+        session = KedroSession.create(
+            project_path=project.project_path,
+            env=env,
+            conf_source=resolved_conf_source,
+            runtime_params=dict(runtime_params) if runtime_params else None,
+        )
+    except (ImportError, SyntaxError, ValueError) as exc:
+        raise KedroProjectError(
+            f"Kedro could not open a session for project {project.project_path} "
+            f"(package {project.package_name!r}): {exc}. Check src/{project.package_name}/settings.py."
+        ) from exc
+    with session:
+        yield session
+
+
+def get_pipeline(project: KedroSession | str | os.PathLike[str], name: str) -> Pipeline:
+    """Return the pipeline registered as ``name`` by the project's ``register_pipelines``.
+
+    This is the registry object itself (a ``PipelineML`` stays a ``PipelineML``), not what ``KedroSession.run``
+    builds from it: Kedro 1.x adds the selected pipelines to an empty ``Pipeline``, which is why a hook or a
+    training run must look the pipeline up here by name.
+
+    :param project: an open session, or a project path. The project is bootstrapped again either way (cheap), since
+        other code in the process may have made another project current since.
+    :param name: pipeline name, e.g. ``"training"``.
+    :raises KedroProjectError: unknown name (with close matches), or the registry itself failed to load.
+    """
+    if isinstance(project, (str, os.PathLike)):
+        project_path = Path(project).expanduser().resolve()
+    else:
+        project_path = Path(project.store["project_path"])
+    bootstrap(project_path)
+    from kedro.framework.project import pipelines
+
+    registry = _load_registry(pipelines, project_path)
+    if name not in registry:
+        known = sorted(registry)
+        matches = difflib.get_close_matches(name, known)
+        hint = f" Did you mean {' or '.join(repr(m) for m in matches)}?" if matches else ""
+        raise KedroProjectError(
+            f"Kedro project {project_path} has no pipeline named {name!r}; its register_pipelines() returns "
+            f"{known}.{hint} Pass one of these names, or register the pipeline in pipeline_registry.py."
+        )
+    return registry[name]
+
+
+def register_session_hooks(session: KedroSession, *hooks: object) -> None:
+    """Register Kedro hook implementations on ``session`` only (not in the project's ``settings.HOOKS``).
+
+    Kedro has no public API to add a hook to one session; ``KedroSession`` keeps its pluggy manager in
+    ``_hook_manager`` (unchanged since kedro 0.18). Wrapping that private attribute here keeps it in one place.
+    A hook object already registered is skipped, so calling this twice is harmless.
+    """
+    manager = session._hook_manager
+    for hook in hooks:
+        if not manager.is_registered(hook):
+            manager.register(hook)
+
+
+def _check_project_path(project_path: str | os.PathLike[str]) -> Path:
+    if project_path is None or str(project_path).strip() == "":
+        raise KedroProjectError("project_path is empty. Pass the Kedro project root (the folder of pyproject.toml).")
+    path = Path(project_path).expanduser().resolve()
+    if not path.is_dir():
+        raise KedroProjectError(
+            f"Kedro project path {path} does not exist or is not a directory. Pass the project root as the worker "
+            "sees it (the folder holding pyproject.toml, where you would run `kedro run`)."
+        )
+    pyproject = path / "pyproject.toml"
+    if not pyproject.is_file() or "[tool.kedro]" not in pyproject.read_text(encoding="utf-8"):
+        raise KedroProjectError(
+            f"{path} is not a Kedro project: it has no pyproject.toml with a [tool.kedro] section. Pass the project "
+            "root (the folder holding pyproject.toml, where you would run `kedro run`)."
+        )
+    return path
+
+
+def _prefer_project_sources(project: KedroProject) -> None:
+    """Make ``import <package>`` load this project's sources, even after another copy was imported."""
+    import importlib
+
+    source_dir = str(project.source_dir)
+    if sys.path[:1] != [source_dir]:
+        while source_dir in sys.path:
+            sys.path.remove(source_dir)
+        sys.path.insert(0, source_dir)
+    package_dir = project.source_dir / project.package_name
+    loaded = sys.modules.get(project.package_name)
+    loaded_file = getattr(loaded, "__file__", None)
+    if loaded is None or not package_dir.is_dir():
+        return
+    if loaded_file is not None and Path(loaded_file).resolve().is_relative_to(package_dir.resolve()):
+        return
+    stale = [
+        name for name in sys.modules if name == project.package_name or name.startswith(project.package_name + ".")
+    ]
+    logger.debug("Forgetting %d modules of %s imported from %s", len(stale), project.package_name, loaded_file)
+    for name in stale:
+        del sys.modules[name]
+    importlib.invalidate_caches()
+
+
+def _check_env(project: KedroProject, env: str | None, conf_source: str | None) -> str | None:
+    """Check ``conf_source`` exists and ``env`` (or ``KEDRO_ENV``) is one of its sub-directories.
+
+    Archives (``.zip``/``.tar.gz``) and remote URLs are passed to Kedro unchecked: listing them would mean reading
+    them twice. Returns the conf_source to hand to Kedro (a local one made absolute).
+    """
+    from kedro.framework.project import settings
+
+    requested = env or os.environ.get("KEDRO_ENV")
+    if conf_source is not None and ("://" in conf_source or conf_source.endswith((".zip", ".tar.gz", ".tgz"))):
+        return conf_source
+    if conf_source is None:
+        conf_dir = project.project_path / settings.CONF_SOURCE
+    else:
+        conf_dir = Path(conf_source).expanduser()
+        if not conf_dir.is_absolute():
+            conf_dir = project.project_path / conf_dir
+    if not conf_dir.is_dir():
+        raise KedroProjectError(
+            f"Configuration source {conf_dir} of Kedro project {project.project_path} does not exist. Pass an "
+            "existing conf_source (a directory holding base/ and your env folders), or leave it unset for conf/."
+        )
+    if requested is not None and not (conf_dir / requested).is_dir():
+        base_env = dict(settings.CONFIG_LOADER_ARGS).get("base_env", "base")
+        envs = sorted(p.name for p in conf_dir.iterdir() if p.is_dir() and p.name != base_env)
+        matches = difflib.get_close_matches(requested, envs)
+        hint = f" Did you mean {' or '.join(repr(m) for m in matches)}?" if matches else ""
+        origin = "" if env else " (from the KEDRO_ENV environment variable)"
+        raise KedroProjectError(
+            f"Kedro env {requested!r}{origin} does not exist in {conf_dir}; available envs: {envs}.{hint} "
+            f"Create {conf_dir / requested}/, or pass one of the available envs."
+        )
+    return None if conf_source is None else str(conf_dir.resolve())
+
+
+def _load_registry(pipelines: Any, project_path: Path) -> dict[str, Pipeline]:
+    """Load every registered pipeline, wrapping failures of the project's own registry code once."""
+    pipelines.set_requested(None)
+    try:
+        return dict(pipelines.items())
+    except AirflowKedroMlflowError:
+        raise
+    except Exception as exc:
+        raise KedroProjectError(
+            f"register_pipelines() of Kedro project {project_path} failed: {type(exc).__name__}: {exc}. "
+            "Fix the project's pipeline_registry.py (run `kedro registry list` there to see the same error)."
+        ) from exc

@@ -1,0 +1,363 @@
+"""Operators that train a Kedro pipeline and turn its inference pipeline into an MLflow model.
+
+Both are thin: resolve the ``mlflow`` connection and the templated arguments, call one core function
+(:func:`~airflow_kedro_mlflow.training.run_training` or :func:`~airflow_kedro_mlflow.modelify.modelify`) and push
+XCom. Everything they do can be done from Python or the CLI too. kedro and mlflow are imported inside ``execute``
+only, so a DAG file that imports this module stays cheap for the DAG processor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowTaskTerminated
+
+from airflow_kedro_mlflow.exceptions import TrainingXComError
+from airflow_kedro_mlflow.hooks.mlflow import MlflowHook
+from airflow_kedro_mlflow.links.mlflow import (
+    MLFLOW_MODEL_VERSION_URL_KEY,
+    MLFLOW_RUN_URL_KEY,
+    MlflowModelVersionLink,
+    MlflowRunLink,
+)
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+#: XCom key under which both operators return their result (Airflow's ``return_value``): the training task's
+#: payload is :meth:`TrainingResult.to_xcom`, the modelify task's :meth:`ModelifyResult.to_xcom`.
+RESULT_KEY = "return_value"
+#: XCom key of the MLflow run id, pushed by both operators for templates such as ``{{ ti.xcom_pull(...) }}``.
+RUN_ID_KEY = "run_id"
+#: XCom key of the ``models:/…`` URI of the logged (or registered) model, pushed by ``KedroModelifyOperator``.
+MODEL_URI_KEY = "model_uri"
+
+
+def lineage_tags(context: Context) -> dict[str, str]:
+    """Return the MLflow tags that tie a run or model version to the Airflow task try that made it."""
+    ti = context["ti"]
+    return {
+        "airflow.dag_id": ti.dag_id,
+        "airflow.dag_run_id": ti.run_id,
+        "airflow.task_id": ti.task_id,
+        "airflow.try_number": str(ti.try_number),
+    }
+
+
+class _KedroTaskOperator(BaseOperator):
+    """Common part of the Kedro operators: the connection, and interrupting the in-process Kedro run on kill.
+
+    Kedro runs inside the task process, so there is no child to terminate: ``on_kill`` (called from Airflow's
+    SIGTERM handler in the main thread) raises :class:`AirflowTaskTerminated` into the running code instead. It is a
+    ``BaseException``, so Kedro's node error handling lets it through and the core marks the MLflow run failed on
+    its way out. Outside ``execute`` (e.g. after a timeout already unwound it) ``on_kill`` does nothing.
+    """
+
+    operator_extra_links = (MlflowRunLink(),)
+    ui_color = "#ffc900"
+
+    def __init__(self, *, mlflow_conn_id: str = MlflowHook.default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.mlflow_conn_id = mlflow_conn_id
+        self._executing = False
+
+    @contextmanager
+    def _interruptible(self) -> Iterator[None]:
+        self._executing = True
+        try:
+            yield
+        finally:
+            self._executing = False
+
+    def on_kill(self) -> None:
+        """Interrupt the Kedro run in progress so the MLflow run ends as failed rather than left running."""
+        if self._executing:
+            self._executing = False
+            raise AirflowTaskTerminated(
+                f"task {self.task_id!r} was killed while running Kedro; its MLflow run is marked failed."
+            )
+
+
+class KedroTrainingOperator(_KedroTaskOperator):
+    """Run a Kedro training pipeline inside an MLflow run and publish where its artifacts are.
+
+    The Kedro session runs in the task process with plain logging (one line per node) and telemetry off. Every
+    artifact the inference pipeline needs is uploaded to the MLflow run and hashed, and the XCom payload (run id,
+    artifact paths, MLflow URIs, sha256, signature) lets :class:`KedroModelifyOperator` build the model on
+    another worker, with no shared disk. Each task try gets its own MLflow run; a failed try's run is marked failed.
+    If the project enables airflow-kedro-mlflow's Kedro hook, its model logging is off while this task runs: in a
+    DAG only the modelify task logs models.
+
+    Typed DAG ``Param`` values reach Kedro with their types only when the DAG sets
+    ``render_template_as_native_obj=True``; otherwise Jinja renders them as strings.
+
+    :param project_path: Kedro project root as seen by the worker. (templated)
+    :param pipeline_name: registered pipeline to run, normally a ``PipelineML``. (templated)
+    :param env: Kedro configuration environment; Kedro's default (``local``) when None. (templated)
+    :param conf_source: configuration folder or archive instead of the project's ``conf``. (templated)
+    :param runtime_params: Kedro runtime parameters, as ``kedro run --params``; not ``params``, which Airflow owns.
+        (templated)
+    :param experiment_name: MLflow experiment; the Kedro project's package name when None. (templated)
+    :param run_name: MLflow run name. (templated)
+    :param mlflow_tags: extra MLflow tags for the run, next to the ``airflow.*`` lineage tags. (templated)
+    :param runner: Kedro runner class name or import path, e.g. ``ThreadRunner``. (templated)
+    :param tags: Kedro node tags to run (a filter, not MLflow tags). (templated)
+    :param node_names: Kedro node names to run. (templated)
+    :param from_nodes: run from these nodes on. (templated)
+    :param to_nodes: run up to these nodes. (templated)
+    :param load_versions: ``{dataset: version}`` to load instead of the latest. (templated)
+    :param mlflow_conn_id: Airflow connection of type ``mlflow``.
+    """
+
+    template_fields: Sequence[str] = (
+        "project_path",
+        "pipeline_name",
+        "env",
+        "conf_source",
+        "runtime_params",
+        "experiment_name",
+        "run_name",
+        "mlflow_tags",
+        "runner",
+        "tags",
+        "node_names",
+        "from_nodes",
+        "to_nodes",
+        "load_versions",
+    )
+    template_fields_renderers = {"runtime_params": "json", "mlflow_tags": "json", "load_versions": "json"}
+
+    def __init__(
+        self,
+        *,
+        project_path: str,
+        pipeline_name: str = "training",
+        env: str | None = None,
+        conf_source: str | None = None,
+        runtime_params: dict[str, Any] | None = None,
+        experiment_name: str | None = None,
+        run_name: str | None = None,
+        mlflow_tags: dict[str, str] | None = None,
+        runner: str | None = None,
+        tags: Sequence[str] | None = None,
+        node_names: Sequence[str] | None = None,
+        from_nodes: Sequence[str] | None = None,
+        to_nodes: Sequence[str] | None = None,
+        load_versions: dict[str, str] | None = None,
+        mlflow_conn_id: str = MlflowHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(mlflow_conn_id=mlflow_conn_id, **kwargs)
+        self.project_path = project_path
+        self.pipeline_name = pipeline_name
+        self.env = env
+        self.conf_source = conf_source
+        self.runtime_params = runtime_params or {}
+        self.experiment_name = experiment_name
+        self.run_name = run_name
+        self.mlflow_tags = mlflow_tags or {}
+        self.runner = runner
+        self.tags = tags
+        self.node_names = node_names
+        self.from_nodes = from_nodes
+        self.to_nodes = to_nodes
+        self.load_versions = load_versions
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Train, upload the inference artifacts, and return the training XCom payload."""
+        from airflow_kedro_mlflow.training import run_training
+
+        tracking = MlflowHook(self.mlflow_conn_id).get_tracking_config()
+        with self._interruptible():
+            result = run_training(
+                str(self.project_path),
+                self.pipeline_name,
+                tracking=tracking,
+                env=self.env or None,
+                conf_source=self.conf_source or None,
+                runtime_params=_as_dict(self.runtime_params, "runtime_params") or {},
+                experiment_name=self.experiment_name or None,
+                run_name=self.run_name or None,
+                mlflow_tags={**(_as_dict(self.mlflow_tags, "mlflow_tags") or {}), **lineage_tags(context)},
+                runner=self.runner or None,
+                tags=self.tags,
+                node_names=self.node_names,
+                from_nodes=self.from_nodes,
+                to_nodes=self.to_nodes,
+                load_versions=self.load_versions,
+            )
+        ti = context["ti"]
+        ti.xcom_push(key=RUN_ID_KEY, value=result.run_id)
+        if result.run_url:
+            ti.xcom_push(key=MLFLOW_RUN_URL_KEY, value=result.run_url)
+        return result.to_xcom()
+
+
+class KedroModelifyOperator(_KedroTaskOperator):
+    """Build the inference pipeline of a trained ``PipelineML`` as an MLflow model, and log or register it.
+
+    Reads what the training task published (``training_task_id``), or the same fields given explicitly. Artifacts
+    are taken from their local path when it exists and its sha256 matches, else downloaded from the training run and
+    checked; a mismatch fails the task naming the artifact. An Airflow retry of the same dag run reuses the model an
+    earlier try logged or registered (looked up by dag id, dag run id and training run id): never a second version.
+
+    :param training_task_id: task id of the ``KedroTrainingOperator`` whose XCom to read; when None,
+        ``project_path`` (and normally ``run_id``) must be given.
+    :param project_path: Kedro project root; taken from the training XCom when None. (templated)
+    :param pipeline_name: the ``PipelineML`` to modelify; the training task's pipeline when None. (templated)
+    :param env: Kedro environment; the training task's when None. (templated)
+    :param conf_source: Kedro configuration source; the training task's when None. (templated)
+    :param runtime_params: Kedro runtime parameters; the training task's when None. (templated)
+    :param input_name: the inference pipeline's input; the ``PipelineML``'s when None. (templated)
+    :param run_id: MLflow run to log the model into; the training run when None. (templated)
+    :param run_name: MLflow run name, when a new run is started. (templated)
+    :param experiment_name: MLflow experiment, when a new run is started. (templated)
+    :param registered_model_name: register a version under this name; None logs the model only. (templated)
+    :param aliases: aliases to set on the new version, e.g. ``["challenger"]``. (templated)
+    :param log_model_kwargs: extra ``mlflow.pyfunc.log_model`` arguments, e.g. ``{"signature": "auto"}``.
+        (templated)
+    :param copy_mode: how the model hands datasets between nodes: a mode or a ``{dataset: mode}`` dict.
+        (templated)
+    :param mlflow_tags: extra MLflow tags for the run and version, next to the lineage tags. (templated)
+    :param mlflow_conn_id: Airflow connection of type ``mlflow``; must point to the training task's server.
+    """
+
+    template_fields: Sequence[str] = (
+        "project_path",
+        "pipeline_name",
+        "env",
+        "conf_source",
+        "runtime_params",
+        "input_name",
+        "run_id",
+        "run_name",
+        "experiment_name",
+        "registered_model_name",
+        "aliases",
+        "log_model_kwargs",
+        "copy_mode",
+        "mlflow_tags",
+    )
+    template_fields_renderers = {"runtime_params": "json", "log_model_kwargs": "json", "mlflow_tags": "json"}
+    operator_extra_links = (MlflowRunLink(), MlflowModelVersionLink())
+
+    def __init__(
+        self,
+        *,
+        training_task_id: str | None = None,
+        project_path: str | None = None,
+        pipeline_name: str | None = None,
+        env: str | None = None,
+        conf_source: str | None = None,
+        runtime_params: dict[str, Any] | None = None,
+        input_name: str | None = None,
+        run_id: str | None = None,
+        run_name: str | None = None,
+        experiment_name: str | None = None,
+        registered_model_name: str | None = None,
+        aliases: Sequence[str] = (),
+        log_model_kwargs: dict[str, Any] | None = None,
+        copy_mode: str | dict[str, str] | None = None,
+        mlflow_tags: dict[str, str] | None = None,
+        mlflow_conn_id: str = MlflowHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(mlflow_conn_id=mlflow_conn_id, **kwargs)
+        if training_task_id is None and project_path is None:
+            raise ValueError(
+                f"KedroModelifyOperator {self.task_id!r} needs to know what to modelify: pass training_task_id "
+                "(the id of the KedroTrainingOperator task upstream), or project_path and run_id explicitly."
+            )
+        self.training_task_id = training_task_id
+        self.project_path = project_path
+        self.pipeline_name = pipeline_name
+        self.env = env
+        self.conf_source = conf_source
+        self.runtime_params = runtime_params
+        self.input_name = input_name
+        self.run_id = run_id
+        self.run_name = run_name
+        self.experiment_name = experiment_name
+        self.registered_model_name = registered_model_name
+        self.aliases = aliases
+        self.log_model_kwargs = log_model_kwargs
+        self.copy_mode = copy_mode
+        self.mlflow_tags = mlflow_tags or {}
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Build the model from the training run's artifacts, log or register it once, and return where it is."""
+        from airflow_kedro_mlflow.modelify import modelify
+
+        training = self._training_result(context)
+        tracking = MlflowHook(self.mlflow_conn_id).get_tracking_config()
+        tags = lineage_tags(context)
+        with self._interruptible():
+            result = modelify(
+                self.project_path or (training.project_path if training else None),
+                self.pipeline_name or (training.pipeline_name if training else None),
+                tracking=tracking,
+                env=self.env or None,
+                conf_source=self.conf_source or None,
+                runtime_params=_as_dict(self.runtime_params, "runtime_params"),
+                input_name=self.input_name or None,
+                run_id=self.run_id or None,
+                run_name=self.run_name or None,
+                experiment_name=self.experiment_name or None,
+                registered_model_name=self.registered_model_name or None,
+                aliases=_as_list(self.aliases, "aliases"),
+                copy_mode=self.copy_mode,
+                log_model_kwargs=_as_dict(self.log_model_kwargs, "log_model_kwargs"),  # None: the PipelineML's
+                training=training,
+                mlflow_tags={**(_as_dict(self.mlflow_tags, "mlflow_tags") or {}), **tags},
+                idempotency_key={key: tags[key] for key in ("airflow.dag_id", "airflow.dag_run_id", "airflow.task_id")},
+            )
+        ti = context["ti"]
+        ti.xcom_push(key=RUN_ID_KEY, value=result.run_id)
+        ti.xcom_push(key=MODEL_URI_KEY, value=result.model_uri)
+        if result.run_url:
+            ti.xcom_push(key=MLFLOW_RUN_URL_KEY, value=result.run_url)
+        if result.model_version_url:
+            ti.xcom_push(key=MLFLOW_MODEL_VERSION_URL_KEY, value=result.model_version_url)
+        return result.to_xcom()
+
+    def _training_result(self, context: Context) -> Any:
+        """Return the upstream training task's ``TrainingResult``, or None when fields are given explicitly."""
+        if self.training_task_id is None:
+            return None
+        from airflow_kedro_mlflow.training_result import TrainingResult
+
+        ti = context["ti"]
+        payload = ti.xcom_pull(task_ids=self.training_task_id, key=RESULT_KEY)
+        if payload is None:
+            raise TrainingXComError(
+                f"training task {self.training_task_id!r} published no XCom in dag run {ti.run_id!r}. Run this task "
+                f"downstream of it ({self.training_task_id} >> {self.task_id}) after it succeeded, or pass "
+                "project_path and run_id explicitly and training_task_id=None."
+            )
+        return TrainingResult.from_xcom(payload)
+
+
+def _as_dict(value: Mapping[str, Any] | None, name: str) -> dict[str, Any] | None:
+    """Check a templated dict argument (None stays None); a string means a template rendered text, not a dict."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ValueError(
+            f"{name} must be a dict, got {type(value).__name__} {value!r}. A template that renders a whole dict "
+            "needs the DAG's render_template_as_native_obj=True; or template each value inside a dict instead."
+        )
+    return dict(value)
+
+
+def _as_list(value: str | Sequence[str] | None, name: str) -> list[str]:
+    """Accept one alias as a plain string (a rendered Param often is one) or a list of them."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Mapping) or not all(isinstance(item, str) for item in value):
+        raise ValueError(f"{name} must be a string or a list of strings, got {value!r}.")
+    return list(value)

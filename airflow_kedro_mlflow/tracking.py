@@ -1,0 +1,341 @@
+"""Where MLflow lives and how to talk to it: :class:`TrackingConfig`, used by training, modelify, the CLI and the hook.
+
+Credentials never leave this process's memory. MLflow's usual routes all spread them: ``MLFLOW_TRACKING_USERNAME``/
+``PASSWORD``/``TOKEN`` are environment variables that every child process inherits (Kedro runs ``git``, MLflow runs
+a subprocess to capture a model's imports), and a ``user:password@`` URI ends up in ``MLFLOW_TRACKING_URI`` (which
+``mlflow.set_tracking_uri`` exports for subprocesses) and in MLflow's "View run at" lines. So :meth:`TrackingConfig.
+activate` sets only the credential-free URIs and hands the ``Authorization`` header to MLflow through a request
+header provider — MLflow's plugin interface for extra HTTP headers — that answers only while a config with
+credentials is active in this process.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import math
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+from airflow_kedro_mlflow.exceptions import MlflowConnectionError
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+logger = logging.getLogger(__name__)
+
+#: MLflow environment variables :meth:`TrackingConfig.activate` sets or clears, restored on exit.
+_MANAGED_ENV = (
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_TOKEN",
+    "MLFLOW_TRACKING_INSECURE_TLS",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_REGISTRY_URI",
+    # mlflow.set_experiment() exports the id; left behind it would point the next server's runs at a foreign id
+    "MLFLOW_EXPERIMENT_ID",
+    "MLFLOW_EXPERIMENT_NAME",
+)
+
+#: Authorization header values of the active configs, innermost last (guarded by _LOCK).
+_active_auth_headers: list[str | None] = []
+_LOCK = threading.Lock()
+
+
+def strip_userinfo(uri: str) -> str:
+    """Return ``uri`` without ``user:password@``, for messages, logs and XCom."""
+    parts = urlsplit(uri)
+    if parts.username is None and parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port is not None else host
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """An MLflow tracking server (and registry), with the credentials and HTTP behaviour to reach it.
+
+    A URI given with ``user:password@`` is split: the credentials move to ``username``/``password`` and
+    ``tracking_uri`` keeps only the public part, so the URI is safe to log, template and push to XCom.
+
+    :param tracking_uri: MLflow tracking URI (``http(s)://host:port``, ``sqlite:///abs/path.db``, ``databricks``...).
+    :param registry_uri: model registry URI when it differs from the tracking URI.
+    :param username: basic-auth user; with ``password``.
+    :param password: basic-auth password, or a bearer token when ``username`` is None.
+    :param insecure_tls: skip TLS certificate verification (``MLFLOW_TRACKING_INSECURE_TLS``).
+    :param timeout: seconds per HTTP request (``MLFLOW_HTTP_REQUEST_TIMEOUT``; MLflow's default is 120).
+    :param max_retries: HTTP retries (``MLFLOW_HTTP_REQUEST_MAX_RETRIES``). MLflow's default keeps retrying for
+        minutes; a task should fail fast and let Airflow retry it.
+    :param ui_url: browser-facing MLflow base URL for links, when it differs from what workers use.
+    """
+
+    tracking_uri: str
+    registry_uri: str | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    insecure_tls: bool = False
+    timeout: float | None = None
+    max_retries: int | None = None
+    ui_url: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.tracking_uri, str) or not self.tracking_uri.strip():
+            raise MlflowConnectionError(
+                "TrackingConfig needs a tracking_uri, e.g. 'http://mlflow.internal:5000' or "
+                "'sqlite:////abs/path/mlflow.db'. Set MLFLOW_TRACKING_URI or the connection's host."
+            )
+        for name in ("tracking_uri", "registry_uri", "ui_url"):
+            uri = getattr(self, name)
+            if uri is None:
+                continue
+            parts = urlsplit(uri)
+            if parts.username is None and parts.password is None:
+                continue
+            if name == "tracking_uri" and self.username is None and self.password is None:
+                object.__setattr__(self, "username", unquote(parts.username) if parts.username else None)
+                object.__setattr__(self, "password", unquote(parts.password) if parts.password else None)
+            object.__setattr__(self, name, strip_userinfo(uri))
+        if self.max_retries is not None and int(self.max_retries) < 0:
+            raise MlflowConnectionError(f"max_retries must be >= 0, got {self.max_retries}.")
+        if self.timeout is not None and float(self.timeout) <= 0:
+            raise MlflowConnectionError(f"timeout must be a positive number of seconds, got {self.timeout}.")
+
+    @property
+    def public_uri(self) -> str:
+        """The tracking URI as it may appear in logs, messages and XCom (never with credentials)."""
+        return strip_userinfo(self.tracking_uri)
+
+    @property
+    def effective_registry_uri(self) -> str:
+        """The registry URI MLflow will use: ``registry_uri``, else the tracking URI."""
+        return self.registry_uri or self.tracking_uri
+
+    @property
+    def has_credentials(self) -> bool:
+        """Whether requests carry an ``Authorization`` header."""
+        return bool(self.password)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> TrackingConfig:
+        """Build a config from MLflow's own environment variables (``MLFLOW_TRACKING_URI`` and friends).
+
+        :raises MlflowConnectionError: ``MLFLOW_TRACKING_URI`` is not set. MLflow itself would silently fall back to
+            ``./mlflow.db`` in the current directory; two workers would then write two different stores.
+        """
+        env = os.environ if environ is None else environ
+        tracking_uri = env.get("MLFLOW_TRACKING_URI", "").strip()
+        if not tracking_uri:
+            raise MlflowConnectionError(
+                "No MLflow tracking server is configured: MLFLOW_TRACKING_URI is not set. Set it (e.g. "
+                "MLFLOW_TRACKING_URI=http://mlflow.internal:5000) or configure an `mlflow_default` Airflow "
+                "connection. airflow-kedro-mlflow never falls back to MLflow's implicit ./mlflow.db."
+            )
+        username = env.get("MLFLOW_TRACKING_USERNAME") or None
+        password = env.get("MLFLOW_TRACKING_PASSWORD") or None
+        if password is None and username is None:
+            password = env.get("MLFLOW_TRACKING_TOKEN") or None
+        return cls(
+            tracking_uri=tracking_uri,
+            registry_uri=env.get("MLFLOW_REGISTRY_URI") or None,
+            username=username,
+            password=password,
+            insecure_tls=env.get("MLFLOW_TRACKING_INSECURE_TLS", "").strip().lower() in {"1", "true", "yes"},
+            timeout=_number_from_env(env, "MLFLOW_HTTP_REQUEST_TIMEOUT", float),
+            max_retries=_number_from_env(env, "MLFLOW_HTTP_REQUEST_MAX_RETRIES", int),
+        )
+
+    def with_credentials(self, username: str | None, password: str | None) -> TrackingConfig:
+        """Return a copy with other credentials (e.g. from an Airflow connection's login/password)."""
+        return replace(self, username=username or None, password=password or None)
+
+    @contextmanager
+    def activate(self) -> Iterator[TrackingConfig]:
+        """Point MLflow's fluent API and default clients at this server, for this process, until the block ends.
+
+        Sets the tracking and registry URIs (without credentials), the HTTP behaviour variables, and the
+        ``Authorization`` header through the request header provider; removes MLflow credential variables that
+        would otherwise override it. Everything is restored on exit, also on error. Nested activations stack.
+        """
+        import mlflow
+
+        _ensure_header_provider_registered()
+        saved_env = {name: os.environ.get(name) for name in _MANAGED_ENV}
+        saved_tracking, saved_registry, saved_experiment = _fluent_state()
+        for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"):
+            os.environ.pop(name, None)
+        _set_env("MLFLOW_TRACKING_INSECURE_TLS", "true" if self.insecure_tls else None)
+        # MLflow parses the timeout as an int: round up so 0.5 s does not become "no timeout" (0).
+        _set_env("MLFLOW_HTTP_REQUEST_TIMEOUT", None if self.timeout is None else str(math.ceil(float(self.timeout))))
+        _set_env("MLFLOW_HTTP_REQUEST_MAX_RETRIES", None if self.max_retries is None else str(int(self.max_retries)))
+        with _LOCK:
+            _active_auth_headers.append(self._authorization_header())
+        try:
+            mlflow.set_tracking_uri(self.tracking_uri)
+            mlflow.set_registry_uri(self.effective_registry_uri)
+            _set_active_experiment_id(None)  # an experiment chosen for another server means nothing here
+            yield self
+        finally:
+            with _LOCK:
+                _active_auth_headers.pop()
+            mlflow.set_tracking_uri(saved_tracking)
+            mlflow.set_registry_uri(saved_registry)
+            _set_active_experiment_id(saved_experiment)
+            for name, value in saved_env.items():
+                _set_env(name, value)
+
+    def client(self) -> MlflowClient:
+        """An ``MlflowClient`` bound to this server's URIs. Use it inside :meth:`activate` when credentials are set."""
+        from mlflow.tracking import MlflowClient
+
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.effective_registry_uri)
+
+    def check_connection(self) -> None:
+        """Make one cheap request so an unreachable server or rejected credentials fail early and readably.
+
+        Call it inside :meth:`activate`. The error names the public URI only.
+
+        :raises MlflowConnectionError: the server cannot be reached, or refuses the credentials.
+        """
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client().search_experiments(max_results=1)
+        except MlflowException as exc:
+            raise self.connection_error(exc) from exc
+        except OSError as exc:
+            raise self.connection_error(exc) from exc
+
+    def connection_error(self, exc: BaseException) -> MlflowConnectionError:
+        """Turn an MLflow/requests failure into an :class:`MlflowConnectionError` naming the public URI."""
+        status = getattr(exc, "get_http_status_code", lambda: None)()
+        message = str(exc)
+        if self.password:
+            message = message.replace(self.password, "***")
+        if status in (401, 403):
+            what = "no credentials" if not self.has_credentials else "credentials that it rejected"
+            return MlflowConnectionError(
+                f"MLflow tracking server {self.public_uri} answered HTTP {status}: this client sent {what}. Set the "
+                f"connection's login/password (or a token in the password field). Server said: {message}"
+            )
+        return MlflowConnectionError(
+            f"Cannot reach the MLflow tracking server at {self.public_uri}: {message}. Check that it is running and "
+            "reachable from this worker (host, port, TLS); the task can be retried once it is back."
+        )
+
+    def run_url(self, experiment_id: str, run_id: str) -> str | None:
+        """Browser URL of a run, or None when no browser-facing MLflow URL is known (e.g. a sqlite store)."""
+        base = self._ui_base()
+        if base is None:
+            return None
+        return f"{base}/#/experiments/{quote(str(experiment_id), safe='')}/runs/{quote(str(run_id), safe='')}"
+
+    def model_version_url(self, name: str, version: str | int) -> str | None:
+        """Browser URL of a registered model version, or None when no browser-facing MLflow URL is known."""
+        base = self._ui_base()
+        if base is None:
+            return None
+        return f"{base}/#/models/{quote(str(name), safe='')}/versions/{quote(str(version), safe='')}"
+
+    def _ui_base(self) -> str | None:
+        if self.ui_url:
+            return strip_userinfo(self.ui_url).rstrip("/")
+        if urlsplit(self.tracking_uri).scheme in {"http", "https"}:
+            return self.public_uri.rstrip("/")
+        return None
+
+    def _authorization_header(self) -> str | None:
+        if not self.password:
+            return None
+        if self.username:
+            token = base64.standard_b64encode(f"{self.username}:{self.password}".encode()).decode("ascii")
+            return f"Basic {token}"
+        return f"Bearer {self.password}"
+
+
+def _number_from_env(env: Any, name: str, kind: type) -> Any:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return kind(raw)
+    except ValueError as exc:
+        raise MlflowConnectionError(f"{name}={raw!r} is not a valid {kind.__name__}.") from exc
+
+
+def _set_env(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+
+
+def _fluent_state() -> tuple[str | None, str | None, str | None]:
+    """The tracking/registry URIs set with ``mlflow.set_*_uri`` and the ``set_experiment`` id (None when unset).
+
+    MLflow has no public getter that tells "unset" apart from a default: ``mlflow.get_tracking_uri()`` returns
+    ``sqlite:///mlflow.db`` when nothing is set, and restoring that would pin a store in the current directory. The
+    explicitly set values live in module globals of MLflow's fluent API; reading them is wrapped here, once.
+    """
+    from mlflow.tracking import fluent
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    return tracking_utils._tracking_uri, registry_utils._registry_uri, fluent._active_experiment_id
+
+
+def _set_active_experiment_id(experiment_id: str | None) -> None:
+    """Set MLflow's fluent active experiment id; ``mlflow.set_experiment`` cannot unset it (see :func:`_fluent_state`).
+
+    A stale id from another server would make ``mlflow.start_run(run_id=...)`` refuse to resume a run of another
+    experiment, or start new runs in a foreign experiment.
+    """
+    from mlflow.tracking import fluent
+
+    fluent._active_experiment_id = experiment_id
+
+
+def _ensure_header_provider_registered() -> None:
+    """Register :class:`_AuthorizationHeaderProvider` with MLflow once per process.
+
+    MLflow loads request header providers from the ``mlflow.request_header_provider`` entry point at import; adding
+    ours to the same registry at first use (MLflow's ``_request_header_provider_registry``, private) avoids making
+    every process that imports MLflow load this package. The provider is inert unless a config is active.
+    """
+    from mlflow.tracking.request_header.registry import _request_header_provider_registry
+
+    with _LOCK:
+        if not any(isinstance(p, _provider_class()) for p in _request_header_provider_registry):
+            _request_header_provider_registry.register(_provider_class())
+
+
+_PROVIDER_CLASS: type | None = None
+
+
+def _provider_class() -> type:
+    """Build the provider class lazily: its base class lives in mlflow, which this module imports only on use."""
+    global _PROVIDER_CLASS  # noqa: PLW0603  (one class per process, so isinstance checks work)
+    if _PROVIDER_CLASS is None:
+        from mlflow.tracking.request_header.abstract_request_header_provider import RequestHeaderProvider
+
+        class _AuthorizationHeaderProvider(RequestHeaderProvider):
+            """Adds the active TrackingConfig's ``Authorization`` header to MLflow's HTTP requests."""
+
+            def in_context(self) -> bool:
+                return bool(_active_auth_headers) and _active_auth_headers[-1] is not None
+
+            def request_headers(self) -> dict[str, str]:
+                header = _active_auth_headers[-1] if _active_auth_headers else None
+                return {"Authorization": header} if header else {}
+
+        _PROVIDER_CLASS = _AuthorizationHeaderProvider
+    return _PROVIDER_CLASS

@@ -1,0 +1,1 @@
+"""End-to-end tier: a real Airflow (scheduler, api-server, dag-processor) and a real MLflow server with basic auth."""

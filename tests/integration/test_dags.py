@@ -1,0 +1,397 @@
+"""The example DAGs, run with ``dag.test()`` on a migrated Airflow DB against a real ``mlflow server`` with basic auth.
+
+What crosses tasks is only XCom and MLflow: a third DAG (written below into the temporary DAGs folder) damages or
+removes training's local files between training and modelify, as another worker without a shared disk would see
+them. The connection's password must never show up in task output, XCom, rendered fields or the logged model.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import EXAMPLE_PROJECT, REPO_ROOT
+from tests.servers import MLFLOW_ADMIN_USER, MlflowServer
+
+# Airflow reads AIRFLOW_HOME (and derives its sqlite DB from it) when first imported: keep it out of ~/airflow.
+if "AIRFLOW_HOME" not in os.environ:
+    os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="akm-airflow-home-")
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+
+pytestmark = pytest.mark.integration
+
+ON_DEMAND = "kedro_classifier_on_demand"
+RETRAINING = "kedro_classifier_retraining"
+ARTIFACTS_DAG = "akm_test_artifacts_between_workers"
+
+# Trains once, then: tampers with the classifier file (modelify must refuse it), then deletes every local file
+# training wrote (modelify must rebuild the same model from the copies in MLflow).
+ARTIFACTS_DAG_SOURCE = f'''
+"""Test-only DAG: what modelify does when training's local files are modified or gone."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from airflow.providers.standard.operators.python import PythonOperator
+from airflow.sdk import DAG
+
+from airflow_kedro_mlflow.operators.kedro import KedroModelifyOperator, KedroTrainingOperator
+
+
+def tamper_classifier(ti):
+    Path(ti.xcom_pull(task_ids="train")["artifacts"]["classifier"]["path"]).write_bytes(b"not the trained model")
+
+
+def remove_local_artifacts(ti):
+    for record in ti.xcom_pull(task_ids="train")["artifacts"].values():
+        Path(record["path"]).unlink(missing_ok=True)  # params files live in a temp dir training already removed
+
+
+with DAG("{ARTIFACTS_DAG}", schedule=None, render_template_as_native_obj=True):
+    train = KedroTrainingOperator(
+        task_id="train", project_path=os.environ["AIRFLOW_KEDRO_MLFLOW_EXAMPLE_PROJECT"], experiment_name="akm_it"
+    )
+    tamper = PythonOperator(task_id="tamper_classifier", python_callable=tamper_classifier)
+    modelify_tampered = KedroModelifyOperator(
+        task_id="modelify_tampered", training_task_id="train", registered_model_name="akm_tampered"
+    )
+    remove = PythonOperator(
+        task_id="remove_local_artifacts", python_callable=remove_local_artifacts, trigger_rule="all_done"
+    )
+    modelify_remote = KedroModelifyOperator(
+        task_id="modelify_without_local_files", training_task_id="train", registered_model_name="akm_no_shared_disk"
+    )
+    train >> tamper >> modelify_tampered >> remove >> modelify_remote
+'''
+
+
+@dataclass
+class DagRunOutcome:
+    """What one ``dag.test()`` left behind: states, XComs, rendered fields and everything the tasks printed."""
+
+    dag_id: str
+    run_id: str
+    state: str
+    task_states: dict[str, str]
+    xcoms: dict[tuple[str, str], Any]
+    rendered: dict[str, Any]
+    output: str
+
+
+@dataclass
+class AirflowEnv:
+    dags_folder: Path
+    project: Path
+    server: MlflowServer
+    env: dict[str, str]
+
+    @property
+    def password(self) -> str:
+        return self.server.admin_password
+
+    def tracking(self):
+        from airflow_kedro_mlflow.tracking import TrackingConfig
+
+        return TrackingConfig(self.server.uri, username=MLFLOW_ADMIN_USER, password=self.password)
+
+
+@pytest.fixture(scope="module")
+def airflow_env(tmp_path_factory, mlflow_auth_server: MlflowServer) -> Iterator[AirflowEnv]:
+    """A migrated Airflow DB, a DAGs folder with the example DAGs, a private project copy, the MLflow connection."""
+    from airflow import settings
+
+    root = tmp_path_factory.mktemp("airflow-dags")
+    dags_folder = root / "dags"
+    dags_folder.mkdir()
+    for dag_file in (REPO_ROOT / "dags_examples").glob("*.py"):
+        shutil.copy(dag_file, dags_folder)
+    (dags_folder / f"{ARTIFACTS_DAG}.py").write_text(textwrap.dedent(ARTIFACTS_DAG_SOURCE))
+    project = root / "kedro_classifier"
+    shutil.copytree(EXAMPLE_PROJECT, project, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+
+    env = {
+        "AIRFLOW_HOME": os.environ["AIRFLOW_HOME"],
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": settings.SQL_ALCHEMY_CONN,
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW_KEDRO_MLFLOW_EXAMPLE_PROJECT": str(project),
+        "AIRFLOW_CONN_MLFLOW_DEFAULT": mlflow_auth_server.airflow_conn_uri(),
+        "KEDRO_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "1",
+        "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+    }
+    migrate = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert migrate.returncode == 0, migrate.stdout + migrate.stderr
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            if name != "AIRFLOW_CONN_MLFLOW_DEFAULT":  # set per DAG run: the autouse fixture clears it per test
+                patch.setenv(name, value)
+        patch.setattr(settings, "DAGS_FOLDER", str(dags_folder))  # read once at import; dag.test() syncs it
+        yield AirflowEnv(dags_folder=dags_folder, project=project, server=mlflow_auth_server, env=env)
+
+
+@pytest.fixture(scope="module")
+def dagbag(airflow_env: AirflowEnv):
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(airflow_env.dags_folder))
+
+
+@contextmanager
+def _capture_all_output() -> Iterator[io.StringIO]:
+    """Collect what a DAG run writes: log records (any logger), ``print`` and child processes' fds 1 and 2."""
+    records = io.StringIO()
+    handler = logging.StreamHandler(records)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    with tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace") as stream:
+        saved_fds = [os.dup(1), os.dup(2)]
+        saved_streams = sys.stdout, sys.stderr
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(stream.fileno(), 1)
+        os.dup2(stream.fileno(), 2)
+        sys.stdout = sys.stderr = stream
+        root.addHandler(handler)
+        try:
+            yield records
+        finally:
+            root.removeHandler(handler)
+            stream.flush()
+            sys.stdout, sys.stderr = saved_streams
+            os.dup2(saved_fds[0], 1)
+            os.dup2(saved_fds[1], 2)
+            for fd in saved_fds:
+                os.close(fd)
+            stream.seek(0)
+            records.write(stream.read())
+
+
+def _run_dag(airflow_env: AirflowEnv, dagbag, dag_id: str, run_conf: dict[str, Any] | None = None) -> DagRunOutcome:
+    """``dag.test()`` with the connection set, collecting everything the run wrote meanwhile."""
+    from airflow.models.renderedtifields import RenderedTaskInstanceFields
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with pytest.MonkeyPatch.context() as patch, _capture_all_output() as captured:
+        patch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", airflow_env.env["AIRFLOW_CONN_MLFLOW_DEFAULT"])
+        dag_run = dagbag.dags[dag_id].test(run_conf=run_conf)
+    output = captured.getvalue()
+
+    with create_session() as session:
+        task_states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances(session=session)}
+        xcom_rows = session.query(XComModel).filter_by(dag_id=dag_id, run_id=dag_run.run_id).all()
+        xcoms = {(row.task_id, row.key): XComModel.deserialize_value(row) for row in xcom_rows}
+        rendered_rows = session.query(RenderedTaskInstanceFields).filter_by(dag_id=dag_id, run_id=dag_run.run_id)
+        rendered = {row.task_id: row.rendered_fields for row in rendered_rows}
+    return DagRunOutcome(dag_id, dag_run.run_id, str(dag_run.state), task_states, xcoms, rendered, output)
+
+
+@pytest.fixture(scope="module")
+def on_demand_run(airflow_env, dagbag) -> DagRunOutcome:
+    conf = {"C": 0.25, "threshold": 0.4, "registered_model_name": "akm_on_demand", "experiment": "akm_on_demand"}
+    return _run_dag(airflow_env, dagbag, ON_DEMAND, run_conf=conf)
+
+
+@pytest.fixture(scope="module")
+def retraining_run(airflow_env, dagbag) -> DagRunOutcome:
+    return _run_dag(airflow_env, dagbag, RETRAINING, run_conf={"registered_model_name": "akm_retraining"})
+
+
+@pytest.fixture(scope="module")
+def artifacts_run(airflow_env, dagbag) -> DagRunOutcome:
+    return _run_dag(airflow_env, dagbag, ARTIFACTS_DAG)
+
+
+@pytest.fixture
+def client(airflow_env):
+    tracking = airflow_env.tracking()
+    with tracking.activate():
+        yield tracking.client()
+
+
+def _features(rows: int = 5):
+    from sklearn.datasets import load_breast_cancer
+
+    frame = load_breast_cancer(as_frame=True).frame
+    frame.columns = [str(column).replace(" ", "_") for column in frame.columns]
+    return frame.drop(columns=["target"]).head(rows)
+
+
+def _assert_succeeded(outcome: DagRunOutcome) -> None:
+    assert outcome.state == "success", f"{outcome.task_states}\n{outcome.output[-6000:]}"
+
+
+def test_dag_folder_has_no_import_errors(dagbag):
+    assert dagbag.import_errors == {}
+    assert {ON_DEMAND, RETRAINING} <= set(dagbag.dag_ids)
+
+
+def test_retraining_dag_is_weekly_without_catchup(dagbag):
+    dag = dagbag.dags[RETRAINING]
+    assert dag.catchup is False
+    assert dag.timetable.expression == "0 0 * * 0"  # @weekly
+    assert [task.task_id for task in dag.topological_sort()] == ["train", "modelify", "promote"]
+
+
+def test_on_demand_dag_params_are_typed_and_described(dagbag):
+    dag = dagbag.dags[ON_DEMAND]
+    assert dag.render_template_as_native_obj is True
+    params = dag.params
+    assert {"experiment", "kedro_env", "registered_model_name", "C", "threshold"} <= set(params.keys())
+    for name in ("experiment", "kedro_env", "registered_model_name", "C", "threshold"):
+        assert params.get_param(name).description, name
+    assert params.get_param("C").schema["type"] == "number"
+    assert params.get_param("threshold").schema == {"type": "number", "minimum": 0, "maximum": 1}
+
+
+def test_on_demand_run_passes_typed_params_to_kedro(on_demand_run, client):
+    _assert_succeeded(on_demand_run)
+    training = on_demand_run.xcoms[("train", "return_value")]
+    assert training["runtime_params"] == {"C": 0.25, "threshold": 0.4}
+    assert isinstance(training["runtime_params"]["C"], float)
+    run = client.get_run(training["run_id"])
+    assert run.data.params["C"] == "0.25"
+    assert run.data.params["threshold"] == "0.4"
+    assert run.data.tags["airflow.dag_id"] == ON_DEMAND
+    assert run.data.tags["airflow.dag_run_id"] == on_demand_run.run_id
+    assert client.get_experiment(run.info.experiment_id).name == "akm_on_demand"
+
+
+def test_on_demand_run_registers_promotes_and_serves_champion(on_demand_run, client, airflow_env):
+    import mlflow
+
+    _assert_succeeded(on_demand_run)
+    modelified = on_demand_run.xcoms[("modelify", "return_value")]
+    decision = on_demand_run.xcoms[("promote", "return_value")]
+    versions = client.search_model_versions("name = 'akm_on_demand'")
+    assert [str(v.version) for v in versions] == [str(modelified["version"])]
+    version = client.get_model_version("akm_on_demand", modelified["version"])
+    assert version.run_id == on_demand_run.xcoms[("train", "return_value")]["run_id"]
+    assert {
+        "airflow.dag_id": ON_DEMAND,
+        "airflow.dag_run_id": on_demand_run.run_id,
+        "kedro.env": "local",
+        "kedro.pipeline_name": "training",
+        "promotion.decision": "promoted",
+    }.items() <= version.tags.items()
+    assert set(version.aliases) == {"challenger", "champion"}
+    assert decision["decision"] == "promoted"
+
+    with airflow_env.tracking().activate():
+        model = mlflow.pyfunc.load_model("models:/akm_on_demand@champion")
+        predictions = model.predict(_features())
+    assert list(predictions.columns) == ["probability", "prediction"]
+    assert set(predictions["prediction"]) <= {0, 1}
+    assert ((predictions["probability"] >= 0.4) == (predictions["prediction"] == 1)).all()
+
+
+def test_on_demand_run_links_point_at_the_mlflow_ui(on_demand_run, airflow_env):
+    _assert_succeeded(on_demand_run)
+    training = on_demand_run.xcoms[("train", "return_value")]
+    run_url = f"{airflow_env.server.uri}/#/experiments/{training['experiment_id']}/runs/{training['run_id']}"
+    assert on_demand_run.xcoms[("train", "_link_MlflowRunLink")] == run_url
+    version = on_demand_run.xcoms[("modelify", "return_value")]["version"]
+    version_url = f"{airflow_env.server.uri}/#/models/akm_on_demand/versions/{version}"
+    assert on_demand_run.xcoms[("modelify", "_link_MlflowModelVersionLink")] == version_url
+    assert on_demand_run.xcoms[("promote", "_link_MlflowModelVersionLink")] == version_url
+
+
+def test_password_never_leaves_the_connection(on_demand_run, airflow_env, client, tmp_path):
+    import mlflow
+
+    _assert_succeeded(on_demand_run)
+    password = airflow_env.password
+    assert "Training pipeline 'training'" in on_demand_run.output  # the capture did see the task logs
+    assert password not in on_demand_run.output
+    assert password not in json.dumps([[*key, value] for key, value in on_demand_run.xcoms.items()], default=str)
+    assert password not in json.dumps(on_demand_run.rendered, default=str)
+    training = on_demand_run.xcoms[("train", "return_value")]
+    run = client.get_run(training["run_id"])
+    assert password not in json.dumps([run.data.params, run.data.tags])
+    model_uri = on_demand_run.xcoms[("modelify", "return_value")]["model_uri"]
+    with airflow_env.tracking().activate():
+        model_dir = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(tmp_path)))
+    files = [path for path in model_dir.rglob("*") if path.is_file()]
+    assert files
+    assert not [path for path in files if password.encode() in path.read_bytes()]
+
+
+def test_retraining_run_registers_challenger_and_promotes_first_version(retraining_run, client):
+    _assert_succeeded(retraining_run)
+    modelified = retraining_run.xcoms[("modelify", "return_value")]
+    version = client.get_model_version("akm_retraining", modelified["version"])
+    assert set(version.aliases) == {"challenger", "champion"}
+    assert retraining_run.xcoms[("promote", "decision")] == "promoted"
+
+
+def test_retrying_modelify_in_the_same_dag_run_creates_no_second_version(retraining_run, airflow_env, client):
+    _assert_succeeded(retraining_run)
+    retry = subprocess.run(
+        [sys.executable, "-m", "airflow", "tasks", "test", RETRAINING, "modelify", retraining_run.run_id],
+        env={**os.environ, **airflow_env.env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert retry.returncode == 0, retry.stdout[-4000:] + retry.stderr[-4000:]
+    assert "Reusing model" in retry.stdout + retry.stderr
+    assert airflow_env.password not in retry.stdout + retry.stderr
+    versions = client.search_model_versions(
+        f"name = 'akm_retraining' AND tags.`airflow.dag_run_id` = '{retraining_run.run_id}'"
+    )
+    assert [str(v.version) for v in versions] == [str(retraining_run.xcoms[("modelify", "return_value")]["version"])]
+
+
+def test_tampered_artifact_fails_modelify_naming_it(artifacts_run, client):
+    assert artifacts_run.task_states["train"] == "success", artifacts_run.output[-6000:]
+    assert artifacts_run.task_states["modelify_tampered"] == "failed"
+    assert "ArtifactIntegrityError" in artifacts_run.output
+    assert "artifact 'classifier'" in artifacts_run.output
+    assert client.search_model_versions("name = 'akm_tampered'") == []
+
+
+def test_modelify_without_training_files_rebuilds_the_same_model_from_mlflow(
+    artifacts_run, airflow_env, client, tmp_path
+):
+    import mlflow
+
+    from airflow_kedro_mlflow.model import sha256_path
+
+    assert artifacts_run.task_states["remove_local_artifacts"] == "success"
+    assert artifacts_run.task_states["modelify_without_local_files"] == "success", artifacts_run.output[-6000:]
+    training = artifacts_run.xcoms[("train", "return_value")]
+    assert not any(Path(record["path"]).exists() for record in training["artifacts"].values())
+    modelified = artifacts_run.xcoms[("modelify_without_local_files", "return_value")]
+    with airflow_env.tracking().activate():
+        model_dir = Path(mlflow.artifacts.download_artifacts(modelified["model_uri"], dst_path=str(tmp_path)))
+        predictions = mlflow.pyfunc.load_model(modelified["model_uri"]).predict(_features())
+    for name in ("scaler", "classifier"):
+        expected = training["artifacts"][name]
+        (shipped,) = model_dir.rglob(Path(expected["path"]).name)
+        assert sha256_path(shipped) == expected["sha256"], name
+    assert len(predictions) == 5
