@@ -521,9 +521,9 @@ def _with_default_environment(passthrough: Mapping[str, Any], project_package: s
         defaults = default_pip_requirements(project_package)
         kwargs["pip_requirements"] = defaults + [line for line in extra if line not in defaults]
     if kwargs.get("code_paths") is None and project_package:
-        from airflow_kedro_mlflow.model.requirements import project_code_paths
+        from airflow_kedro_mlflow.model.requirements import model_code_paths
 
-        kwargs["code_paths"] = project_code_paths(project_package)
+        kwargs["code_paths"] = model_code_paths(project_package)
     return kwargs
 
 

@@ -5,14 +5,26 @@ from __future__ import annotations
 import importlib.util
 import json
 import site
+import sys
 import sysconfig
 from importlib import metadata
 from pathlib import Path
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
 from airflow_kedro_mlflow.exceptions import KedroProjectError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # kedro itself depends on tomli before Python 3.11
+    import tomli as tomllib
 
 #: Distributions every KedroPipelineModel needs at load time, pinned to the versions that logged it.
 PINNED_DISTRIBUTIONS = ("kedro", "kedro-datasets", "mlflow")
+#: This package is shipped with ``code_paths`` (see :func:`model_code_paths`): as a requirement it would pull in
+#: Airflow wherever the model is served.
+SHIPPED_AS_CODE = "airflow-kedro-mlflow"
 
 
 def default_pip_requirements(project_package: str | None = None) -> list[str]:
@@ -34,7 +46,19 @@ def default_pip_requirements(project_package: str | None = None) -> list[str]:
         for distribution in sorted(set(metadata.packages_distributions().get(project_package, []))):
             if not _is_local_install(distribution) and (pinned := _pin(distribution)):
                 requirements.append(pinned)
+    elif project_package:
+        # A source checkout is shipped as code, so its own dependencies (scikit-learn, pandas, ...) must be listed.
+        requirements += [line for line in _declared_dependencies(project_package) if line not in requirements]
     return requirements
+
+
+def model_code_paths(project_package: str) -> list[str]:
+    """Return what to ship with ``code_paths``: the project's package and ``airflow_kedro_mlflow`` itself.
+
+    The pickled :class:`KedroPipelineModel` is an ``airflow_kedro_mlflow`` class; shipping the package (pure
+    Python, no Airflow import at load time) lets the model load where only kedro and mlflow are installed.
+    """
+    return project_code_paths(project_package) + project_code_paths("airflow_kedro_mlflow")
 
 
 def project_code_paths(project_package: str) -> list[str]:
@@ -59,6 +83,41 @@ def project_code_paths(project_package: str) -> list[str]:
     if spec.origin is None:
         raise KedroProjectError(f"The Kedro project's package {project_package!r} has no files to ship.")
     return [spec.origin]
+
+
+def _declared_dependencies(project_package: str) -> list[str]:
+    """Pin the dependencies a source-checkout project declares (``[project].dependencies`` or requirements.txt).
+
+    Installed ones are pinned to the version installed here (the one the artifacts were made with); kedro, mlflow
+    and this package are left out (pinned above, or shipped as code).
+    """
+    try:
+        spec = importlib.util.find_spec(project_package)
+    except (ImportError, ValueError):
+        return []
+    if spec is None or spec.origin is None:
+        return []
+    lines: list[str] = []
+    for folder in list(Path(spec.origin).resolve().parents)[:4]:
+        if (pyproject := folder / "pyproject.toml").is_file():
+            project = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {})
+            lines = list(project.get("dependencies", []))
+        if not lines and (requirements_txt := folder / "requirements.txt").is_file():
+            lines = requirements_txt.read_text(encoding="utf-8").splitlines()
+        if lines:
+            break
+    skipped = {canonicalize_name(name) for name in (*PINNED_DISTRIBUTIONS, "mlflow-skinny", SHIPPED_AS_CODE)}
+    pinned: list[str] = []
+    for line in lines:
+        try:
+            requirement = Requirement(line.split("#", 1)[0].strip())
+        except InvalidRequirement:
+            continue
+        name = canonicalize_name(requirement.name)
+        if name in skipped or (requirement.marker is not None and not requirement.marker.evaluate()):
+            continue
+        pinned.append(_pin(requirement.name) or str(requirement))
+    return sorted(set(pinned))
 
 
 def _pin(distribution: str) -> str | None:

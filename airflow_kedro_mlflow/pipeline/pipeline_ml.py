@@ -4,7 +4,13 @@ The training nodes are the pipeline itself (so ``kedro run`` runs training), and
 will be shipped as an MLflow model with everything training produced. The class only ever holds a *consistent*
 pair: every operation that would change the training nodes either keeps every inference input available (and
 returns a ``PipelineML``), returns a plain ``Pipeline`` with a warning that no model will be logged (``+``, ``|``,
-``-``), or raises :class:`~airflow_kedro_mlflow.exceptions.PipelineMLError` naming what goes missing (filters).
+``-`` and the single selection methods such as ``from_nodes``), or raises
+:class:`~airflow_kedro_mlflow.exceptions.PipelineMLError` naming what goes missing (``filter(...)``, the entry point
+of ``kedro run --tags/--from-nodes/...`` and of the operators' run controls, and ``&``).
+
+The selection methods cannot raise: Kedro's runner itself calls ``from_nodes``/``only_nodes_with_outputs``/
+``only_nodes`` on the running pipeline to suggest a ``--from-nodes`` resume point after a node failed, and an error
+raised there would hide the node's own error.
 
 Kedro 1.x's ``KedroSession.run`` computes ``Pipeline([]) + pipelines[name]`` and then ``.filter()`` with no
 arguments, and the default ``register_pipelines`` sums every pipeline into ``__default__``: adding an empty
@@ -194,11 +200,23 @@ class PipelineML(Pipeline):
             log_model_kwargs=self.log_model_kwargs,
         )
 
-    def _filtered(self, operation: str, result: Pipeline) -> PipelineML:
-        """Turn the result of a filter on the training nodes into a ``PipelineML``, or raise if it is inconsistent."""
+    def _filtered(self, operation: str, result: Pipeline, *, strict: bool = True) -> Pipeline:
+        """Turn the result of a filter on the training nodes into a ``PipelineML`` when it stays consistent.
+
+        Otherwise raise (``strict``) or, for the selection methods Kedro calls internally, return the plain
+        ``Pipeline`` with a warning naming what is dropped.
+        """
         if set(result.nodes) == set(self.nodes):
             return self
         missing = missing_inference_inputs(result, self.inference, self.input_name)
+        if missing and not strict:
+            warnings.warn(
+                f"{operation} on PipelineML {_short(self)!r} drops {format_names(missing)}, which the inference "
+                "pipeline needs: the result is a plain Pipeline and no model will be logged when it runs.",
+                UserWarning,
+                stacklevel=3,
+            )
+            return result
         if missing:
             raise PipelineMLError(
                 f"{operation} on the training pipeline drops {format_names(missing)}, which the inference pipeline "
@@ -253,35 +271,40 @@ class PipelineML(Pipeline):
     def __rand__(self, other: Any) -> Pipeline:
         return self.__and__(other)
 
-    def only_nodes(self, *node_names: str) -> PipelineML:
-        return self._filtered(f"only_nodes{node_names!r}", self.training.only_nodes(*node_names))
+    def only_nodes(self, *node_names: str) -> Pipeline:
+        return self._filtered(f"only_nodes{node_names!r}", self.training.only_nodes(*node_names), strict=False)
 
-    def only_nodes_with_namespaces(self, node_namespaces: list[str]) -> PipelineML:
+    def only_nodes_with_namespaces(self, node_namespaces: list[str]) -> Pipeline:
         return self._filtered(
             f"only_nodes_with_namespaces({node_namespaces!r})",
             self.training.only_nodes_with_namespaces(node_namespaces),
+            strict=False,
         )
 
-    def only_nodes_with_inputs(self, *inputs: str) -> PipelineML:
-        return self._filtered(f"only_nodes_with_inputs{inputs!r}", self.training.only_nodes_with_inputs(*inputs))
+    def only_nodes_with_inputs(self, *inputs: str) -> Pipeline:
+        return self._filtered(
+            f"only_nodes_with_inputs{inputs!r}", self.training.only_nodes_with_inputs(*inputs), strict=False
+        )
 
-    def from_inputs(self, *inputs: str) -> PipelineML:
-        return self._filtered(f"from_inputs{inputs!r}", self.training.from_inputs(*inputs))
+    def from_inputs(self, *inputs: str) -> Pipeline:
+        return self._filtered(f"from_inputs{inputs!r}", self.training.from_inputs(*inputs), strict=False)
 
-    def only_nodes_with_outputs(self, *outputs: str) -> PipelineML:
-        return self._filtered(f"only_nodes_with_outputs{outputs!r}", self.training.only_nodes_with_outputs(*outputs))
+    def only_nodes_with_outputs(self, *outputs: str) -> Pipeline:
+        return self._filtered(
+            f"only_nodes_with_outputs{outputs!r}", self.training.only_nodes_with_outputs(*outputs), strict=False
+        )
 
-    def to_outputs(self, *outputs: str) -> PipelineML:
-        return self._filtered(f"to_outputs{outputs!r}", self.training.to_outputs(*outputs))
+    def to_outputs(self, *outputs: str) -> Pipeline:
+        return self._filtered(f"to_outputs{outputs!r}", self.training.to_outputs(*outputs), strict=False)
 
-    def from_nodes(self, *node_names: str) -> PipelineML:
-        return self._filtered(f"from_nodes{node_names!r}", self.training.from_nodes(*node_names))
+    def from_nodes(self, *node_names: str) -> Pipeline:
+        return self._filtered(f"from_nodes{node_names!r}", self.training.from_nodes(*node_names), strict=False)
 
-    def to_nodes(self, *node_names: str) -> PipelineML:
-        return self._filtered(f"to_nodes{node_names!r}", self.training.to_nodes(*node_names))
+    def to_nodes(self, *node_names: str) -> Pipeline:
+        return self._filtered(f"to_nodes{node_names!r}", self.training.to_nodes(*node_names), strict=False)
 
-    def only_nodes_with_tags(self, *tags: str) -> PipelineML:
-        return self._filtered(f"only_nodes_with_tags{tags!r}", self.training.only_nodes_with_tags(*tags))
+    def only_nodes_with_tags(self, *tags: str) -> Pipeline:
+        return self._filtered(f"only_nodes_with_tags{tags!r}", self.training.only_nodes_with_tags(*tags), strict=False)
 
     def filter(  # noqa: PLR0917 - kedro's own signature
         self,
@@ -292,7 +315,7 @@ class PipelineML(Pipeline):
         from_inputs: Iterable[str] | None = None,
         to_outputs: Iterable[str] | None = None,
         node_namespaces: Iterable[str] | None = None,
-    ) -> PipelineML:
+    ) -> Pipeline:
         """Filter the training nodes as ``Pipeline.filter`` does; no argument returns this ``PipelineML`` itself."""
         arguments = {
             "tags": tags,

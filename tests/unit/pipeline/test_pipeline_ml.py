@@ -262,17 +262,48 @@ def test_a_filter_that_keeps_everything_returns_the_same_object(pipeline_ml):
 @pytest.mark.parametrize(
     ("apply", "operation", "missing"),
     [
-        (lambda p: p.only_nodes_with_tags("reporting"), "only_nodes_with_tags('reporting',)", "['encoder']"),
         (lambda p: p.filter(node_names=["evaluate"]), "filter(node_names=['evaluate'])", "['encoder']"),
-        (lambda p: p.from_nodes("evaluate"), "from_nodes('evaluate',)", "['encoder']"),
-        (lambda p: p.only_nodes("fit_encoder"), "only_nodes('fit_encoder',)", "['model']"),
-        (lambda p: p.only_nodes_with_tags("untagged"), "only_nodes_with_tags('untagged',)", "['encoder', 'model']"),
+        (lambda p: p.filter(from_nodes=["evaluate"]), "filter(from_nodes=['evaluate'])", "['encoder']"),
+        (lambda p: p & p.training.only_nodes("evaluate"), "& ", "['encoder']"),
     ],
 )
 def test_filters_dropping_an_artifact_raise_naming_it(pipeline_ml, apply, operation, missing):
     with pytest.raises(PipelineMLError, match=re.escape(f"drops {missing}, which the inference pipeline needs")) as e:
         apply(pipeline_ml)
     assert str(e.value).startswith(operation)
+
+
+@pytest.mark.parametrize(
+    ("apply", "operation", "missing"),
+    [
+        (lambda p: p.only_nodes_with_tags("reporting"), "only_nodes_with_tags('reporting',)", "['encoder']"),
+        (lambda p: p.from_nodes("evaluate"), "from_nodes('evaluate',)", "['encoder']"),
+        (lambda p: p.only_nodes("fit_encoder"), "only_nodes('fit_encoder',)", "['model']"),
+        (lambda p: p.only_nodes_with_outputs("score"), "only_nodes_with_outputs('score',)", "['encoder']"),
+    ],
+)
+def test_selections_dropping_an_artifact_give_a_plain_pipeline_with_a_warning(pipeline_ml, apply, operation, missing):
+    with pytest.warns(UserWarning, match=re.escape(f"drops {missing}, which the inference pipeline needs")) as record:
+        selected = apply(pipeline_ml)
+    assert str(record[0].message).startswith(operation)
+    assert type(selected) is Pipeline
+
+
+def test_a_failing_training_node_surfaces_its_own_error_not_a_pipeline_ml_error(pipeline_ml):
+    """Kedro's runner calls from_nodes/only_nodes_with_outputs on the PipelineML to suggest a resume point."""
+    from kedro.io import DataCatalog
+    from kedro.pipeline import node
+    from kedro.runner import SequentialRunner
+
+    def boom(_model):
+        raise ZeroDivisionError("evaluate failed on purpose")
+
+    nodes = [n if n.name != "evaluate" else node(boom, "model", "score", name="evaluate") for n in pipeline_ml.nodes]
+    failing = pipeline_ml_factory(Pipeline(nodes), pipeline_ml.inference, input_name=pipeline_ml.input_name)
+    catalog = DataCatalog()
+    catalog["raw_data"] = ["a", "b", "a"]
+    with pytest.raises(ZeroDivisionError, match="evaluate failed on purpose"), pytest.warns(UserWarning):
+        SequentialRunner().run(failing, catalog)
 
 
 def test_filtering_the_plain_training_pipeline_never_raises(pipeline_ml):
