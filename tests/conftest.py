@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from airflow_kedro_mlflow.kedro_project import prepare_kedro_environment
 from tests.servers import MlflowServer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_PROJECT = REPO_ROOT / "dags_examples" / "kedro_classifier"
 
-# Set before anything imports kedro: its telemetry plugin would otherwise try to reach the network.
-os.environ["KEDRO_DISABLE_TELEMETRY"] = "true"
-os.environ["DO_NOT_TRACK"] = "1"
+# Set up the process as the operators and the CLI do, before any test imports kedro: telemetry off (its plugin
+# would try to reach the network) and kedro's plain logging config (its Rich handler would print to stdout).
+prepare_kedro_environment()
 os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+# Airflow reads AIRFLOW_HOME once, when first imported: give the whole session a throw-away home, never ~/airflow.
+if "AIRFLOW_HOME" not in os.environ:
+    os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="akm-airflow-home-")
+    atexit.register(shutil.rmtree, os.environ["AIRFLOW_HOME"], ignore_errors=True)
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 
 @pytest.fixture(autouse=True)

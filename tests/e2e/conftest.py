@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ import pytest
 from tests.conftest import REPO_ROOT
 from tests.e2e.airflow_deployment import AirflowDeployment, airflow_deployment
 from tests.e2e.dags.e2e_signals import SIGNAL_DIR_ENV
-from tests.e2e.scenarios import NO_SHARED_DISK_ENV, ON_DEMAND_DAG, TRIGGERED_DAGS, assert_run_succeeded
+from tests.e2e.scenarios import ON_DEMAND_DAG, ON_DEMAND_FORM, TRIGGERED_DAGS, CompletedRun, assert_run_succeeded
 from tests.servers import MlflowServer
 
 E2E_DIR = Path(__file__).resolve().parent
@@ -98,20 +97,6 @@ def mlflow_admin(mlflow_auth_server: MlflowServer, monkeypatch: pytest.MonkeyPat
     finally:
         mlflow.set_tracking_uri(None)
         mlflow.set_registry_uri(None)
-
-
-@dataclass(frozen=True)
-class CompletedRun:
-    """A finished DAG run and the XCom return values of its tasks."""
-
-    dag_id: str
-    dag_run_id: str
-    conf: dict[str, Any]
-    xcom: dict[str, Any]
-
-
-#: What the scenario types into the on-demand DAG's Trigger form (other fields keep their defaults).
-ON_DEMAND_FORM = {"registered_model_name": "e2e_on_demand", "kedro_env": NO_SHARED_DISK_ENV, "C": 0.5, "threshold": 0.4}
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,20 @@ BATCH_SCORING_DAG = "kedro_classifier_batch_scoring"
 TRIGGERED_DAGS = (ON_DEMAND_DAG, FAULTS_DAG, BATCH_SCORING_DAG)
 #: Kedro env of the e2e project copy whose artifacts live in the training process's memory (kedro_conf/).
 NO_SHARED_DISK_ENV = "no_shared_disk"
+
+
+@dataclass(frozen=True)
+class CompletedRun:
+    """A finished DAG run and the XCom return values of its tasks."""
+
+    dag_id: str
+    dag_run_id: str
+    conf: dict[str, Any]
+    xcom: dict[str, Any]
+
+
+#: What the scenario types into the on-demand DAG's Trigger form (other fields keep their defaults).
+ON_DEMAND_FORM = {"registered_model_name": "e2e_on_demand", "kedro_env": NO_SHARED_DISK_ENV, "C": 0.5, "threshold": 0.4}
 
 
 def assert_run_succeeded(airflow: AirflowDeployment, dag_id: str, dag_run_id: str, timeout: float = 300.0) -> None:

@@ -72,7 +72,7 @@ def test_concurrent_runs_with_different_params_make_two_versions_from_their_own_
     import mlflow
 
     name = "e2e_concurrent"
-    # kedro env "local": both runs write the project's data/ folder at once; versioned artifacts keep them apart.
+    # kedro env "local": both runs work on this machine's disk at the same time, with the DAG's own data paths.
     settings = {"strong": {"C": 0.001, "threshold": 0.3}, "weak": {"C": 100.0, "threshold": 0.7}}
     runs = {
         label: airflow.trigger_as_form(ON_DEMAND_DAG, {"registered_model_name": name, "kedro_env": "local", **params})

@@ -14,8 +14,15 @@ from typing import Any
 import pytest
 
 from tests.e2e.airflow_deployment import AirflowDeployment
-from tests.e2e.conftest import ON_DEMAND_FORM, CompletedRun
-from tests.e2e.scenarios import NO_SHARED_DISK_ENV, ON_DEMAND_DAG, example_rows, invocations, served_model
+from tests.e2e.scenarios import (
+    NO_SHARED_DISK_ENV,
+    ON_DEMAND_DAG,
+    ON_DEMAND_FORM,
+    CompletedRun,
+    example_rows,
+    invocations,
+    served_model,
+)
 from tests.servers import MlflowServer
 
 MODEL_NAME = ON_DEMAND_FORM["registered_model_name"]

@@ -15,9 +15,8 @@ from typing import Any
 import pytest
 
 from tests.e2e.airflow_deployment import AirflowDeployment
-from tests.e2e.conftest import ON_DEMAND_FORM, CompletedRun
 from tests.e2e.installers import ensure_java
-from tests.e2e.scenarios import BATCH_SCORING_DAG, assert_run_succeeded, example_rows
+from tests.e2e.scenarios import BATCH_SCORING_DAG, ON_DEMAND_FORM, CompletedRun, assert_run_succeeded, example_rows
 
 pytestmark = pytest.mark.spark
 

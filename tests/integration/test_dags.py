@@ -7,6 +7,7 @@ them. The connection's password must never show up in task output, XCom, rendere
 
 from __future__ import annotations
 
+import atexit
 import io
 import json
 import logging
@@ -30,6 +31,7 @@ from tests.servers import MLFLOW_ADMIN_USER, MlflowServer
 # Airflow reads AIRFLOW_HOME (and derives its sqlite DB from it) when first imported: keep it out of ~/airflow.
 if "AIRFLOW_HOME" not in os.environ:
     os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="akm-airflow-home-")
+    atexit.register(shutil.rmtree, os.environ["AIRFLOW_HOME"], ignore_errors=True)
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 pytestmark = pytest.mark.integration
