@@ -749,6 +749,7 @@ def modelify(
             tags[TRAINING_RUN_TAG] = training.run_id
 
         with tracking.activate():
+            tracking.check_connection()  # an unreachable server fails here, readably, before any side effect
             client = tracking.client()
             experiment_id = _experiment_for(client, run_id, experiment_name or opened.package_name)
             if token is not None:

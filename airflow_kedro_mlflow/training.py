@@ -426,7 +426,33 @@ def _start_run(
             raise tracking.connection_error(exc) from exc
         return mlflow.start_run(run_id=run_id, tags=tags), True
     experiment_id = _experiment_id(client, experiment_name)
+    _fail_superseded_runs(client, experiment_id, tags)
     return mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags), True
+
+
+#: Tags that identify one task of one orchestrated run; a new run with the same values is a retry of that task.
+RETRY_IDENTITY_TAGS = ("airflow.dag_id", "airflow.dag_run_id", "airflow.task_id")
+
+
+def _fail_superseded_runs(client: Any, experiment_id: str, tags: Mapping[str, str]) -> None:
+    """Mark FAILED the runs an earlier, killed try of this same task left RUNNING.
+
+    A worker killed with SIGKILL (OOM, node lost) cannot end its MLflow run; the retry is the first code that runs
+    for that task again, and only one try of a task runs at a time, so any RUNNING run with the same identity
+    belongs to a dead try.
+    """
+    values = [str(tags.get(key) or "") for key in RETRY_IDENTITY_TAGS]
+    if not all(values) or any("'" in value for value in values):  # a quote cannot be put in MLflow's filter
+        return
+    conditions = [f"tags.`{key}` = '{value}'" for key, value in zip(RETRY_IDENTITY_TAGS, values, strict=True)]
+    conditions.append("attributes.status = 'RUNNING'")
+    for stale in client.search_runs([experiment_id], filter_string=" and ".join(conditions), max_results=100):
+        client.set_tag(stale.info.run_id, "airflow_kedro_mlflow.failed_reason", "superseded by a retry of this task")
+        client.set_terminated(stale.info.run_id, status="FAILED")
+        logger.warning(
+            "MLflow run %s of an earlier try of this task was still RUNNING (its worker died): marked FAILED.",
+            stale.info.run_id,
+        )
 
 
 def _experiment_id(client: Any, name: str) -> str:

@@ -72,7 +72,14 @@ with DAG(
         project_path="{{ params.project_path }}",
         env="{{ params.kedro_env }}",
         experiment_name="{{ params.experiment }}",
-        runtime_params={"C": "{{ params.C }}", "threshold": "{{ params.threshold }}"},
+        runtime_params={
+            "C": "{{ params.C }}",
+            "threshold": "{{ params.threshold }}",
+            # Each try works in its own data root, so runs triggered at the same time never read each other's
+            # intermediate files (the catalog puts every path under `data_dir`), and a retry starts clean.
+            "data_dir": "{{ params.project_path }}/data/runs/{{ run_id | replace(':', '-') | replace('+', '-') }}"
+            "/try-{{ ti.try_number }}",
+        },
         mlflow_tags={"trigger": "on_demand"},
     )
     modelify = KedroModelifyOperator(

@@ -362,3 +362,26 @@ def test_runner_instances_and_classes_are_accepted() -> None:
 
     assert _resolve_runner(instance, "kedro_classifier") is instance
     assert isinstance(_resolve_runner(ThreadRunner, "kedro_classifier"), ThreadRunner)
+
+
+def test_a_retry_marks_the_run_its_killed_try_left_running_as_failed(example_project: Path, tmp_path: Path) -> None:
+    """A SIGKILLed worker cannot end its run: the next try of the same task does, and leaves other runs alone."""
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(store)
+    experiment_id = client.create_experiment("kedro_classifier")
+    identity = {"airflow.dag_id": "retrain", "airflow.dag_run_id": "manual__2026-11-23T10:00:00+00:00"}
+    killed = client.create_run(experiment_id, tags={**identity, "airflow.task_id": "train", "airflow.try_number": "1"})
+    other_task = client.create_run(experiment_id, tags={**identity, "airflow.task_id": "other"})
+
+    result = run_training(
+        example_project,
+        "training",
+        tracking=TrackingConfig(store),
+        mlflow_tags={**identity, "airflow.task_id": "train", "airflow.try_number": "2"},
+    )
+
+    stale = client.get_run(killed.info.run_id)
+    assert stale.info.status == "FAILED"
+    assert stale.data.tags["airflow_kedro_mlflow.failed_reason"] == "superseded by a retry of this task"
+    assert client.get_run(other_task.info.run_id).info.status == "RUNNING"
+    assert client.get_run(result.run_id).info.status == "FINISHED"
