@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from kedro.framework.hooks import hook_impl
 
 from airflow_kedro_mlflow.exceptions import MlflowConnectionError
+from airflow_kedro_mlflow.tracking import TrackingConfig, flatten_params, get_or_create_experiment
 
 if TYPE_CHECKING:
     from kedro.io import CatalogProtocol
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
     from kedro.pipeline.node import Node
 
     from airflow_kedro_mlflow.modelify import ModelifyResult
-    from airflow_kedro_mlflow.tracking import TrackingConfig
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,6 @@ DISABLE_ENV_VAR = "AIRFLOW_KEDRO_MLFLOW_HOOK_DISABLED"
 """Set to ``true`` (or 1/yes) to turn the hook off for a process, e.g. while the Airflow training operator runs."""
 
 _TRUE = {"1", "true", "yes", "on"}
-_MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
 
 
 def hook_disabled() -> bool:
@@ -255,35 +254,21 @@ class PipelineMLHook:
         import kedro.framework.project as kedro_project
 
         name = self.experiment_name or os.environ.get("MLFLOW_EXPERIMENT_NAME") or kedro_project.PACKAGE_NAME
-        client = tracking.client()
-        experiment = client.get_experiment_by_name(name)
-        if experiment is None:
-            return client.create_experiment(name)
-        if experiment.lifecycle_stage == "deleted":
-            raise MlflowConnectionError(
-                f"MLflow experiment {name!r} is deleted: restore it in the MLflow UI, or pass another "
-                "experiment_name to PipelineMLHook."
-            )
-        return experiment.experiment_id
+        return get_or_create_experiment(tracking.client(), name)
 
     def _log_params(self, catalog: CatalogProtocol) -> None:
         """Log the training pipeline's ``params:`` inputs, flattened (``model.C``), as MLflow params."""
         import mlflow
 
-        params: dict[str, str] = {}
-        for name in sorted(self._pipeline_ml.training.inputs()):
-            if name.startswith("params:"):
-                _flatten(name.removeprefix("params:"), catalog.load(name), params)
+        params = flatten_params(
+            {
+                name.removeprefix("params:"): catalog.load(name)
+                for name in sorted(self._pipeline_ml.training.inputs())
+                if name.startswith("params:")
+            }
+        )
         if params:
             mlflow.log_params(params)
-
-
-def _flatten(prefix: str, value: Any, into: dict[str, str]) -> None:
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            _flatten(f"{prefix}.{key}", item, into)
-        return
-    into[prefix] = str(value)[:_MAX_PARAM_LENGTH]
 
 
 def _kpm_kwargs(pipeline_ml: Any) -> dict[str, Any]:

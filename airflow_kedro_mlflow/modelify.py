@@ -40,7 +40,7 @@ from airflow_kedro_mlflow.exceptions import (
     ModelRegistrationError,
     PipelineMLError,
 )
-from airflow_kedro_mlflow.tracking import strip_userinfo
+from airflow_kedro_mlflow.tracking import get_or_create_experiment, strip_userinfo
 
 if TYPE_CHECKING:
     from kedro.io import CatalogProtocol
@@ -832,19 +832,7 @@ def _experiment_for(client: MlflowClient, run_id: str | None, experiment_name: s
     """The experiment of ``run_id`` (which must exist), else of ``experiment_name`` (created when missing)."""
     if run_id is not None:
         return _get_run(client, run_id).info.experiment_id
-    name = experiment_name or "Default"
-    try:
-        experiment = client.get_experiment_by_name(name)
-        if experiment is not None:
-            if experiment.lifecycle_stage == "deleted":
-                raise MlflowConnectionError(
-                    f"MLflow experiment {name!r} is deleted. Restore it in the MLflow UI, or pass another "
-                    "experiment_name (--experiment-name)."
-                )
-            return experiment.experiment_id
-        return client.create_experiment(name)
-    except MlflowException as exc:
-        raise MlflowConnectionError(f"could not get or create MLflow experiment {name!r}: {exc.message}") from exc
+    return get_or_create_experiment(client, experiment_name or "Default")
 
 
 def _get_run(client: MlflowClient, run_id: str) -> Any:

@@ -16,7 +16,7 @@ import logging
 import math
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -339,3 +339,62 @@ def _provider_class() -> type:
 
         _PROVIDER_CLASS = _AuthorizationHeaderProvider
     return _PROVIDER_CLASS
+
+
+def get_or_create_experiment(client: MlflowClient, name: str) -> str:
+    """Return the id of MLflow experiment ``name``, creating it when missing.
+
+    Two tasks creating the same experiment at once both end up with its one id. A deleted experiment is not
+    silently recreated (MLflow refuses the name anyway): the error says how to restore it.
+
+    :raises MlflowConnectionError: the experiment is deleted, or the server refused the call.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            try:
+                return client.create_experiment(name)
+            except MlflowException as exc:
+                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+                experiment = client.get_experiment_by_name(name)
+    except MlflowException as exc:
+        raise MlflowConnectionError(f"could not get or create MLflow experiment {name!r}: {exc.message}") from exc
+    if experiment.lifecycle_stage == "deleted":
+        raise MlflowConnectionError(
+            f"MLflow experiment {name!r} is deleted. Restore it in the MLflow UI (or `mlflow experiments restore "
+            f"--experiment-id {experiment.experiment_id}`), or use another experiment name."
+        )
+    return experiment.experiment_id
+
+
+_MAX_PARAM_KEY_LENGTH = 250  # MLflow's limits (mlflow.utils.validation)
+_MAX_PARAM_VALUE_LENGTH = 6000
+
+
+def flatten_params(parameters: Mapping[str, Any]) -> dict[str, str]:
+    """Flatten nested Kedro params into MLflow params (``model.C``), with values cut to MLflow's length limit.
+
+    A name longer than MLflow allows is left out with a warning rather than failing the whole run.
+    """
+    flat: dict[str, str] = {}
+    _flatten("", parameters, flat)
+    return flat
+
+
+def _flatten(prefix: str, value: Any, into: dict[str, str]) -> None:
+    if isinstance(value, Mapping) and value:
+        for key, item in value.items():
+            _flatten(f"{prefix}.{key}" if prefix else str(key), item, into)
+        return
+    if not prefix:
+        return
+    if len(prefix) > _MAX_PARAM_KEY_LENGTH:
+        logger.warning("Kedro param %s... has a name longer than MLflow allows; not logged.", prefix[:60])
+        return
+    text = str(value)
+    if len(text) > _MAX_PARAM_VALUE_LENGTH:
+        text = text[: _MAX_PARAM_VALUE_LENGTH - 3] + "..."
+    into[prefix] = text

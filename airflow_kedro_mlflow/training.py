@@ -26,6 +26,7 @@ import pluggy
 
 from airflow_kedro_mlflow.exceptions import KedroProjectError, KedroRunError, MlflowRunNotFoundError
 from airflow_kedro_mlflow.kedro_project import get_pipeline, open_session, prepare_kedro_environment
+from airflow_kedro_mlflow.tracking import flatten_params, get_or_create_experiment
 from airflow_kedro_mlflow.training_result import ArtifactRecord, TrainingResult
 
 if TYPE_CHECKING:
@@ -46,8 +47,6 @@ hook_impl = pluggy.HookimplMarker("kedro")
 #: Folder of the training run's artifacts: ``runs:/<run_id>/kedro_artifacts/<name>/<file>``.
 ARTIFACTS_FOLDER = "kedro_artifacts"
 
-_MAX_PARAM_KEY_LENGTH = 250  # MLflow's limits (mlflow.utils.validation)
-_MAX_PARAM_VALUE_LENGTH = 6000
 _MAX_PARAMS_PER_BATCH = 100
 _MAX_TAG_VALUE_LENGTH = 8000
 _UNSAFE_PATH_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
@@ -425,7 +424,7 @@ def _start_run(
                 ) from exc
             raise tracking.connection_error(exc) from exc
         return mlflow.start_run(run_id=run_id, tags=tags), True
-    experiment_id = _experiment_id(client, experiment_name)
+    experiment_id = get_or_create_experiment(client, experiment_name)
     _fail_superseded_runs(client, experiment_id, tags)
     return mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags), True
 
@@ -455,26 +454,6 @@ def _fail_superseded_runs(client: Any, experiment_id: str, tags: Mapping[str, st
         )
 
 
-def _experiment_id(client: Any, name: str) -> str:
-    """Get or create the experiment ``name`` (two tasks creating it at once both end up with the same id)."""
-    from mlflow.exceptions import MlflowException
-
-    experiment = client.get_experiment_by_name(name)
-    if experiment is None:
-        try:
-            return client.create_experiment(name)
-        except MlflowException as exc:
-            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
-                raise
-            experiment = client.get_experiment_by_name(name)
-    if experiment.lifecycle_stage == "deleted":
-        raise KedroProjectError(
-            f"MLflow experiment {name!r} is deleted. Restore it in the MLflow UI (or `mlflow experiments restore`), "
-            "or pass another experiment_name."
-        )
-    return experiment.experiment_id
-
-
 def _run_tags(
     mlflow_tags: Mapping[str, Any] | None, env: str | None, pipeline_name: str, session: KedroSession
 ) -> dict[str, str]:
@@ -497,8 +476,7 @@ def _log_params(tracking: TrackingConfig, run_id: str, parameters: Mapping[str, 
     """
     from mlflow.entities import Param
 
-    flat: dict[str, str] = {}
-    _flatten("", parameters, flat)
+    flat = flatten_params(parameters)
     client = tracking.client()
     existing = client.get_run(run_id).data.params
     changed = sorted(key for key, value in flat.items() if key in existing and existing[key] != value)
@@ -509,22 +487,6 @@ def _log_params(tracking: TrackingConfig, run_id: str, parameters: Mapping[str, 
     todo = [Param(key, value) for key, value in sorted(flat.items()) if key not in existing]
     for start in range(0, len(todo), _MAX_PARAMS_PER_BATCH):
         client.log_batch(run_id, params=todo[start : start + _MAX_PARAMS_PER_BATCH])
-
-
-def _flatten(prefix: str, value: Any, into: dict[str, str]) -> None:
-    if isinstance(value, Mapping) and value:
-        for key, item in value.items():
-            _flatten(f"{prefix}.{key}" if prefix else str(key), item, into)
-        return
-    if not prefix:
-        return
-    if len(prefix) > _MAX_PARAM_KEY_LENGTH:
-        logger.warning("Kedro param %s... has a name longer than MLflow allows; not logged.", prefix[:60])
-        return
-    text = str(value)
-    if len(text) > _MAX_PARAM_VALUE_LENGTH:
-        text = text[: _MAX_PARAM_VALUE_LENGTH - 3] + "..."
-    into[prefix] = text
 
 
 def _names(argument: str, value: Iterable[str] | str | None) -> list[str] | None:

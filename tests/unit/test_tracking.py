@@ -238,3 +238,26 @@ def test_no_url_for_a_store_without_a_browser_address(tracking_uri: str) -> None
 
     assert config.run_url("1", "abc") is None
     assert config.model_version_url("m", 1) is None
+
+
+def test_get_or_create_experiment_creates_once_and_refuses_a_deleted_one(tmp_path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from airflow_kedro_mlflow.exceptions import MlflowConnectionError
+    from airflow_kedro_mlflow.tracking import get_or_create_experiment
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    created = get_or_create_experiment(client, "kedro_classifier")
+    assert get_or_create_experiment(client, "kedro_classifier") == created
+    client.delete_experiment(created)
+    with pytest.raises(MlflowConnectionError, match=r"experiment 'kedro_classifier' is deleted\. Restore it"):
+        get_or_create_experiment(client, "kedro_classifier")
+
+
+def test_flatten_params_names_nested_keys_with_dots_and_cuts_long_values() -> None:
+    from airflow_kedro_mlflow.tracking import flatten_params
+
+    flat = flatten_params({"model": {"C": 0.5, "solver": "lbfgs"}, "threshold": 0.4, "blob": "x" * 7000, "empty": {}})
+    assert flat["model.C"] == "0.5" and flat["model.solver"] == "lbfgs" and flat["threshold"] == "0.4"
+    assert len(flat["blob"]) == 6000 and flat["blob"].endswith("...")
+    assert flat["empty"] == "{}"
