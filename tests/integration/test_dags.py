@@ -273,8 +273,12 @@ def test_on_demand_dag_params_are_typed_and_described(dagbag):
 def test_on_demand_run_passes_typed_params_to_kedro(on_demand_run, client):
     _assert_succeeded(on_demand_run)
     training = on_demand_run.xcoms[("train", "return_value")]
+    data_dir = training["runtime_params"].pop("data_dir")
     assert training["runtime_params"] == {"C": 0.25, "threshold": 0.4}
     assert isinstance(training["runtime_params"]["C"], float)
+    # each try trains in its own data root, so concurrent runs never share intermediate files
+    assert data_dir.endswith("/try-1") and "/data/runs/" in data_dir
+    assert training["artifacts"]["classifier"]["path"].startswith(data_dir)
     run = client.get_run(training["run_id"])
     assert run.data.params["C"] == "0.25"
     assert run.data.params["threshold"] == "0.4"
