@@ -135,7 +135,7 @@ the operator logging to {backend}.
 | operator process, whole | {process_median:.2f} |
 | of which `from airflow.sdk import BaseOperator` | {airflow_median:.2f} |
 
-**Ratio operator / `kedro run`: {ratio:.2f}** (target ≤ {TARGET_RATIO}: {verdict} it); whole processes:
+**Ratio operator / `kedro run`: {ratio:.3f}** (target ≤ {TARGET_RATIO}: {verdict} it); whole processes:
 {raw_ratio:.2f}. The difference is MLflow's: importing it, opening the store, the run, the Kedro params, and
 hashing and uploading the inference artifacts — a fixed cost of about {worker_median - kedro_median:.1f} s here, which
 a pipeline that trains for minutes makes negligible.
