@@ -370,6 +370,10 @@ def get_or_create_experiment(client: MlflowClient, name: str) -> str:
     return experiment.experiment_id
 
 
+#: MLflow tags that identify one task of one orchestrated run: a run or model tagged with the same values was made
+#: by an earlier try of that task (training closes the runs killed tries left open; modelify reuses their model).
+RETRY_IDENTITY_TAGS = ("airflow.dag_id", "airflow.dag_run_id", "airflow.task_id")
+
 _MAX_PARAM_KEY_LENGTH = 250  # MLflow's limits (mlflow.utils.validation)
 _MAX_PARAM_VALUE_LENGTH = 6000
 

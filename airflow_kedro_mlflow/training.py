@@ -26,7 +26,7 @@ import pluggy
 
 from airflow_kedro_mlflow.exceptions import KedroProjectError, KedroRunError, MlflowRunNotFoundError
 from airflow_kedro_mlflow.kedro_project import get_pipeline, open_session, prepare_kedro_environment
-from airflow_kedro_mlflow.tracking import flatten_params, get_or_create_experiment
+from airflow_kedro_mlflow.tracking import RETRY_IDENTITY_TAGS, flatten_params, get_or_create_experiment
 from airflow_kedro_mlflow.training_result import ArtifactRecord, TrainingResult
 
 if TYPE_CHECKING:
@@ -427,10 +427,6 @@ def _start_run(
     experiment_id = get_or_create_experiment(client, experiment_name)
     _fail_superseded_runs(client, experiment_id, tags)
     return mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags), True
-
-
-#: Tags that identify one task of one orchestrated run; a new run with the same values is a retry of that task.
-RETRY_IDENTITY_TAGS = ("airflow.dag_id", "airflow.dag_run_id", "airflow.task_id")
 
 
 def _fail_superseded_runs(client: Any, experiment_id: str, tags: Mapping[str, str]) -> None:

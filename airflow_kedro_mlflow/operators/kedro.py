@@ -23,6 +23,7 @@ from airflow_kedro_mlflow.links.mlflow import (
     MlflowModelVersionLink,
     MlflowRunLink,
 )
+from airflow_kedro_mlflow.tracking import RETRY_IDENTITY_TAGS
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -312,7 +313,7 @@ class KedroModelifyOperator(_KedroTaskOperator):
                 log_model_kwargs=_as_dict(self.log_model_kwargs, "log_model_kwargs"),  # None: the PipelineML's
                 training=training,
                 mlflow_tags={**(_as_dict(self.mlflow_tags, "mlflow_tags") or {}), **tags},
-                idempotency_key={key: tags[key] for key in ("airflow.dag_id", "airflow.dag_run_id", "airflow.task_id")},
+                idempotency_key={key: tags[key] for key in RETRY_IDENTITY_TAGS},
             )
         ti = context["ti"]
         ti.xcom_push(key=RUN_ID_KEY, value=result.run_id)
