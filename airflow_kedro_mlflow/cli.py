@@ -1,30 +1,48 @@
-"""``airflow-kedro-mlflow modelify``: log (and register) a Kedro project's inference pipeline from a shell.
+"""``airflow-kedro-mlflow``: log (and register) a Kedro project's inference pipeline, and promote versions, in a shell.
 
-Argument parsing only: every flag maps onto an argument of :func:`airflow_kedro_mlflow.modelify.modelify`, which
-does the work. Errors print one line, ``Error: <what is wrong and how to fix it>``, with no traceback; the exit code
-is 2 for bad input (wrong flag, unknown pipeline/env/run, invalid name) and 1 when the work itself failed (an
-artifact changed since training, MLflow refused a request).
+Argument parsing only: ``modelify`` maps its flags onto :func:`airflow_kedro_mlflow.modelify.modelify` and
+``promote`` onto :func:`airflow_kedro_mlflow.promotion.promote`, which do the work.
+
+Exit codes (docs/cli.md documents the same table; scripts and Airflow's ``BashOperator`` rely on them):
+
+- 0: done. For ``promote`` every decision is a success: promoted, kept the champion, already the champion.
+- 1: the work failed: the MLflow server cannot be reached, a node failed, an artifact changed since training,
+  MLflow or the file system refused a request. Retrying later may succeed.
+- 2: bad input: a wrong flag, an unknown pipeline/env/run/version, an invalid name, alias or params, credentials the
+  server rejected. Retrying the same command will fail the same way.
+
+Errors print one line on stderr, ``Error: <ErrorClass>: <what is wrong and how to fix it>``, with no traceback. With
+``--json`` stdout carries exactly one JSON object and nothing else: MLflow's "View run" lines are switched off, and
+anything else written to stdout while the command works (project code, libraries) goes to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_kedro_mlflow import __version__
 from airflow_kedro_mlflow.exceptions import AirflowKedroMlflowError, MlflowConnectionError
+
+if TYPE_CHECKING:
+    from airflow_kedro_mlflow.tracking import TrackingConfig
 
 logger = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+
+
+#: What a command returns: the JSON payload (``--json``) and the human summary (one or more lines).
+CommandResult = tuple[dict[str, Any], str]
 
 
 class CliUsageError(ValueError):
@@ -75,13 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="copy mode of the model's datasets: assign, copy, deepcopy, or a JSON object {dataset: mode}",
     )
 
-    tracking = modelify.add_argument_group("MLflow")
-    tracking.add_argument(
-        "--tracking-uri",
-        default=os.environ.get("MLFLOW_TRACKING_URI"),
-        help="MLflow tracking URI (default: MLFLOW_TRACKING_URI; required, MLflow's implicit ./mlflow.db is refused)",
-    )
-    tracking.add_argument("--registry-uri", help="MLflow registry URI (default: the tracking URI)")
+    tracking = _add_tracking_flags(modelify)
     tracking.add_argument("--run-id", help="log into this existing MLflow run instead of a new one")
     tracking.add_argument("--run-name", help="name of the new MLflow run")
     tracking.add_argument("--experiment-name", help="experiment of the new run (default: the project's package name)")
@@ -131,42 +143,123 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="auto: infer from the training input data and params (default); none: no signature",
     )
-    modelify.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    modelify.add_argument("-q", "--quiet", action="store_true", help="only print the result and errors")
+    _add_output_flags(modelify)
+
+    promote = commands.add_parser(
+        "promote",
+        help="move an alias (default: champion) to a model version if its metric beats the current holder's",
+        description=(
+            "Compare a metric of a registered model version's training run with the one of the version holding the "
+            "alias, and move the alias if the new version is strictly better (a tie keeps the holder; no holder yet, "
+            "or a holder without the metric, loses). The decision and its reason are also written as tags on the "
+            "version. Every decision exits 0."
+        ),
+    )
+    target = promote.add_argument_group("model version")
+    target.add_argument("--registered-model-name", required=True, help="registered model of the version")
+    target.add_argument("--version", required=True, help="version to compare, e.g. the one modelify registered")
+    target.add_argument("--metric", required=True, help="metric of the versions' training runs, e.g. accuracy")
+    target.add_argument("--alias", default="champion", help="alias to move (default: champion)")
+    direction = target.add_mutually_exclusive_group()
+    direction.add_argument(
+        "--greater-is-better",
+        dest="greater_is_better",
+        action="store_true",
+        default=True,
+        help="a higher metric wins (default)",
+    )
+    direction.add_argument(
+        "--lower-is-better", dest="greater_is_better", action="store_false", help="a lower metric wins (e.g. rmse)"
+    )
+    _add_tracking_flags(promote)
+    _add_output_flags(promote)
     return parser
+
+
+def _add_tracking_flags(command: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """Add the MLflow server flags every subcommand shares; return their group for command-specific flags."""
+    tracking = command.add_argument_group("MLflow")
+    tracking.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking URI (default: MLFLOW_TRACKING_URI; required, MLflow's implicit ./mlflow.db is refused)",
+    )
+    tracking.add_argument(
+        "--registry-uri", help="MLflow registry URI (default: MLFLOW_REGISTRY_URI, else the tracking URI)"
+    )
+    return tracking
+
+
+def _add_output_flags(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--json", action="store_true", help="print the result as one JSON object, and nothing else, on stdout"
+    )
+    command.add_argument("-q", "--quiet", action="store_true", help="only print the result and errors")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code (the console script exits with it)."""
+    # MLflow prints "View run / View experiment" lines on stdout for HTTP stores: noise for a summary, and invalid
+    # JSON for --json. MLflow reads the variable when it prints; set it before anything imports mlflow anyway.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     parser = build_parser()
     args = parser.parse_args(argv)
-    _configure_logging(quiet=getattr(args, "quiet", False))
+    _configure_logging(quiet=args.quiet)
+    command = _COMMANDS[args.command]
     try:
-        return _modelify(args)
+        with _stdout_reserved_for_json(args.json):
+            payload, summary = command(args)
     except CliUsageError as exc:
         sys.stderr.write(f"{parser.prog} {args.command}: error: {exc}\n")
         return EXIT_USAGE
-    except AirflowKedroMlflowError as exc:
-        sys.stderr.write(f"Error: {type(exc).__name__}: {_one_line(exc)}\n")
-        return EXIT_USAGE if isinstance(exc, ValueError) else EXIT_FAILED
     except KeyboardInterrupt:
         sys.stderr.write("Error: interrupted.\n")
         return 130
     except Exception as exc:
-        from mlflow.exceptions import MlflowException
-
-        if not isinstance(exc, MlflowException | OSError | ValueError):
+        code = exit_code(exc)
+        if code is None:
             raise
-        # Failures of MLflow or of the file system, wrapped nowhere deeper: still one readable line.
-        origin = "MLflow" if isinstance(exc, MlflowException) else type(exc).__name__
-        sys.stderr.write(f"Error: {origin}: {_one_line(exc)}\n")
+        sys.stderr.write(f"Error: {_describe(exc, _public_tracking_uri(args))}\n")
+        return code
+    if args.json:
+        sys.stdout.write(json.dumps(payload, sort_keys=True) + "\n")
+    else:
+        sys.stdout.write(summary + "\n")
+    return EXIT_OK
+
+
+def exit_code(exc: BaseException) -> int | None:
+    """The exit code for an error the CLI reports in one line, or None for a bug (left to raise, with its traceback).
+
+    Only the package's own ``ValueError`` subclasses are bad input (2): they are raised after the input was checked
+    and found wrong. Everything else is a failure of the work (1): the package's other errors (e.g.
+    :class:`~airflow_kedro_mlflow.exceptions.MlflowServerUnavailableError`), MLflow's errors, any ``OSError`` --
+    which includes ``ConnectionError`` and ``requests``' connection errors -- and stray ``ValueError``s from below.
+    """
+    if isinstance(exc, CliUsageError):
+        return EXIT_USAGE
+    if isinstance(exc, AirflowKedroMlflowError):
+        return EXIT_USAGE if isinstance(exc, ValueError) else EXIT_FAILED
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(exc, MlflowException | OSError | ValueError):
         return EXIT_FAILED
+    return None
 
 
-def _modelify(args: argparse.Namespace) -> int:
+@contextlib.contextmanager
+def _stdout_reserved_for_json(json_output: bool) -> Iterator[None]:
+    """With ``--json``, send whatever the work prints (project code, libraries) to stderr: stdout is the JSON only."""
+    if not json_output:
+        yield
+        return
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
+def _modelify(args: argparse.Namespace) -> CommandResult:
     from airflow_kedro_mlflow.modelify import modelify
 
-    tracking = _tracking_config(args.tracking_uri, args.registry_uri)
+    tracking = tracking_config(args.tracking_uri, args.registry_uri)
     result = modelify(
         args.project_path,
         args.pipeline_name,
@@ -184,9 +277,6 @@ def _modelify(args: argparse.Namespace) -> int:
         log_model_kwargs=_log_model_kwargs(args),
         mlflow_tags=_parse_key_values(args.mlflow_tags, "--tag") or None,
     )
-    if args.json:
-        sys.stdout.write(json.dumps(result.to_xcom(), sort_keys=True) + "\n")
-        return EXIT_OK
     lines = [f"Logged model {result.model_uri} in MLflow run {result.run_id}"]
     if result.registered_model_name:
         aliases = f" (aliases: {', '.join(result.aliases)})" if result.aliases else ""
@@ -195,23 +285,52 @@ def _modelify(args: argparse.Namespace) -> int:
         lines.append(f"Run: {result.run_url}")
     if result.model_version_url:
         lines.append(f"Model version: {result.model_version_url}")
-    sys.stdout.write("\n".join(lines) + "\n")
-    return EXIT_OK
+    return result.to_xcom(), "\n".join(lines)
 
 
-def _tracking_config(tracking_uri: str | None, registry_uri: str | None) -> Any:
+def _promote(args: argparse.Namespace) -> CommandResult:
+    from airflow_kedro_mlflow.promotion import promote
+    from airflow_kedro_mlflow.tracking.registry import validate_aliases
+
+    # Checked here, before promote() tags the version: MLflow refuses a bad alias only when the alias is moved.
+    validate_aliases([args.alias], args.registered_model_name)
+    decision = promote(
+        args.registered_model_name,
+        args.version,
+        metric=args.metric,
+        tracking=tracking_config(args.tracking_uri, args.registry_uri),
+        alias=args.alias,
+        greater_is_better=args.greater_is_better,
+    )
+    summary = (
+        f"{decision.decision}: {decision.registered_model_name!r} version {decision.version}, "
+        f"alias {decision.alias!r}: {decision.reason}"
+    )
+    return decision.to_xcom(), summary
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], CommandResult]] = {"modelify": _modelify, "promote": _promote}
+
+
+def tracking_config(tracking_uri: str | None, registry_uri: str | None) -> TrackingConfig:
+    """Build a command's :class:`~airflow_kedro_mlflow.tracking.TrackingConfig` from its flags and MLflow's env.
+
+    The flags override ``MLFLOW_TRACKING_URI``/``MLFLOW_REGISTRY_URI``; the rest (credentials, TLS, HTTP timeout
+    and retries) is read by ``TrackingConfig.from_env``, the one reader of MLflow's variables, which also applies
+    the package's fail-fast :data:`~airflow_kedro_mlflow.tracking.DEFAULT_MAX_RETRIES` unless
+    ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` is set: with MLflow's own default a server that is down would keep the
+    command waiting for about four minutes.
+
+    :raises MlflowConnectionError: neither ``--tracking-uri`` nor ``MLFLOW_TRACKING_URI`` is given.
+    """
     from airflow_kedro_mlflow.tracking import TrackingConfig
 
-    if not tracking_uri:
+    if not (tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")).strip():
         raise MlflowConnectionError(
             "no MLflow tracking server given: pass --tracking-uri (e.g. http://127.0.0.1:5000 or "
             "sqlite:////abs/path/mlflow.db) or set MLFLOW_TRACKING_URI. MLflow's implicit ./mlflow.db is not used."
         )
-    environ = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
-    if registry_uri:
-        environ["MLFLOW_REGISTRY_URI"] = registry_uri
-    # from_env keeps the MLFLOW_TRACKING_USERNAME/PASSWORD/TOKEN and HTTP settings exported for this server.
-    return TrackingConfig.from_env(environ)
+    return TrackingConfig.from_env(tracking_uri=tracking_uri, registry_uri=registry_uri)
 
 
 def parse_params(values: Sequence[str]) -> dict[str, Any]:
@@ -346,6 +465,30 @@ def _configure_logging(quiet: bool) -> None:
     if not package_logger.handlers:
         package_logger.addHandler(handler)
     package_logger.setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+def _describe(exc: BaseException, tracking_uri: str | None) -> str:
+    """One line: the error class (or "MLflow") and its message, plus the server's URI when a raw MLflow or network
+    error does not say which server it was talking to (the package's own errors always do)."""
+    if isinstance(exc, AirflowKedroMlflowError):
+        return f"{type(exc).__name__}: {_one_line(exc)}"
+    from mlflow.exceptions import MlflowException
+    from requests import RequestException
+
+    origin = "MLflow" if isinstance(exc, MlflowException) else type(exc).__name__
+    talking_to_server = isinstance(exc, MlflowException | ConnectionError | RequestException)
+    server = ""
+    if talking_to_server and tracking_uri and tracking_uri not in str(exc):
+        server = f" (MLflow tracking server: {tracking_uri})"
+    return f"{origin}: {_one_line(exc)}{server}"
+
+
+def _public_tracking_uri(args: argparse.Namespace) -> str | None:
+    """The tracking URI the command used, without ``user:password@`` (it goes into an error message)."""
+    from airflow_kedro_mlflow.tracking import strip_userinfo
+
+    uri = getattr(args, "tracking_uri", None) or os.environ.get("MLFLOW_TRACKING_URI")
+    return strip_userinfo(uri) if uri else None
 
 
 def _one_line(exc: BaseException) -> str:

@@ -1,7 +1,8 @@
 """Every error the package raises, in one place.
 
-Bad input subclasses ``ValueError`` too, so callers that already catch ``ValueError`` keep working. Messages name
-the thing at fault (dataset, path, run, connection) and say how to fix it.
+Bad input subclasses ``ValueError`` too, so callers that already catch ``ValueError`` keep working, and the CLI maps
+it to exit code 2; everything else (a server that is down, a node that failed, a changed artifact) is a failure of
+the work itself, exit code 1. Messages name the thing at fault (dataset, path, run, connection) and say how to fix it.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ class PipelineMLError(AirflowKedroMlflowError, ValueError):
 
 
 class KedroPipelineModelError(AirflowKedroMlflowError, ValueError):
-    """A ``KedroPipelineModel`` cannot be built, loaded or run with what it was given."""
+    """A ``KedroPipelineModel`` cannot be built, logged, loaded or run with what it was given."""
 
 
 class ArtifactNotFoundError(KedroPipelineModelError):
-    """An artifact the inference pipeline needs is not persisted, or its file does not exist yet."""
+    """An artifact the inference pipeline needs is not persisted, or its file does not exist (yet, or any more)."""
 
 
 class ArtifactIntegrityError(AirflowKedroMlflowError):
@@ -28,7 +29,8 @@ class ArtifactIntegrityError(AirflowKedroMlflowError):
 
 
 class KedroProjectError(AirflowKedroMlflowError, ValueError):
-    """A path is not a Kedro project, or a pipeline/env it is asked for does not exist."""
+    """A Kedro project cannot be used as asked: not a project, unknown pipeline/env/node/runner/parameter, or a
+    catalog whose artifacts cannot be shipped (a ``MemoryDataset``, two names sharing one upload folder)."""
 
 
 class KedroRunError(AirflowKedroMlflowError):
@@ -39,15 +41,27 @@ class MlflowRunNotFoundError(AirflowKedroMlflowError, ValueError):
     """A run id given by the user does not exist on the tracking server."""
 
 
+class MlflowRunConflictError(AirflowKedroMlflowError, ValueError):
+    """Another MLflow run than the one asked for is already active in this process."""
+
+
 class MlflowConnectionError(AirflowKedroMlflowError, ValueError):
-    """No usable MLflow tracking server is configured, or it cannot be reached."""
+    """No usable MLflow tracking server is configured, or the server refused this client's credentials."""
+
+
+class MlflowServerUnavailableError(AirflowKedroMlflowError, ConnectionError):
+    """The configured MLflow tracking server cannot be reached right now: not bad input, retry once it is back."""
 
 
 class ModelRegistrationError(AirflowKedroMlflowError, ValueError):
     """A model cannot be registered (invalid name or alias, registry refused it)."""
 
 
-class TrainingXComError(AirflowKedroMlflowError, ValueError):
+class XComPayloadError(AirflowKedroMlflowError, ValueError):
+    """A payload an upstream task published through XCom is missing or malformed."""
+
+
+class TrainingXComError(XComPayloadError):
     """The payload a training task published is missing or malformed."""
 
 

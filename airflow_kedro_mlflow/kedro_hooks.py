@@ -30,7 +30,12 @@ from typing import TYPE_CHECKING, Any
 from kedro.framework.hooks import hook_impl
 
 from airflow_kedro_mlflow.exceptions import MlflowConnectionError
-from airflow_kedro_mlflow.tracking import TrackingConfig, flatten_params, get_or_create_experiment
+from airflow_kedro_mlflow.kedro_project import HOOK_DISABLED_ENV_VAR, effective_env
+from airflow_kedro_mlflow.pipeline import is_pipeline_ml
+from airflow_kedro_mlflow.tracking import TrackingConfig, get_or_create_experiment
+from airflow_kedro_mlflow.tracking.params import log_params
+from airflow_kedro_mlflow.tracking.runs import run_scope
+from airflow_kedro_mlflow.tracking.tags import lineage_tags
 
 if TYPE_CHECKING:
     from kedro.io import CatalogProtocol
@@ -41,7 +46,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DISABLE_ENV_VAR = "AIRFLOW_KEDRO_MLFLOW_HOOK_DISABLED"
+DISABLE_ENV_VAR = HOOK_DISABLED_ENV_VAR
 """Set to ``true`` (or 1/yes) to turn the hook off for a process, e.g. while the Airflow training operator runs."""
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -50,11 +55,6 @@ _TRUE = {"1", "true", "yes", "on"}
 def hook_disabled() -> bool:
     """True when :data:`DISABLE_ENV_VAR` asks to switch the hook off."""
     return os.environ.get(DISABLE_ENV_VAR, "").strip().lower() in _TRUE
-
-
-def _is_pipeline_ml(pipeline: Any) -> bool:
-    """Ours or kedro-mlflow's ``PipelineML``: anything bound to an inference pipeline and an input name."""
-    return all(hasattr(pipeline, attr) for attr in ("training", "inference", "input_name"))
 
 
 class PipelineMLHook:
@@ -70,7 +70,8 @@ class PipelineMLHook:
     :param aliases: aliases moved onto the new version (needs a registered model name).
     :param run_name: name of the run the hook starts; default: the pipeline name.
     :param log_model_kwargs: ``mlflow.pyfunc.log_model`` arguments, on top of the PipelineML's own.
-    :param log_params: log the training pipeline's Kedro params as MLflow params of the run.
+    :param log_params: log the run's Kedro params as MLflow params of the run it starts (the same set the training
+        operator logs: every parameter, flattened).
     :param enabled: False turns the hook off (so does :data:`DISABLE_ENV_VAR`).
     """
 
@@ -87,7 +88,7 @@ class PipelineMLHook:
         log_params: bool = True,
         enabled: bool = True,
     ) -> None:
-        from airflow_kedro_mlflow.modelify import validate_aliases, validate_registered_model_name
+        from airflow_kedro_mlflow.tracking.registry import validate_aliases, validate_registered_model_name
 
         if registered_model_name is not None:
             validate_registered_model_name(registered_model_name)
@@ -110,30 +111,22 @@ class PipelineMLHook:
         self._input_data: Any = None
         self._tracking: TrackingConfig | None = None
         self._stack: ExitStack | None = None
-        self._started_run = False
+        self._owns_run = False
 
     def tracking_config(self) -> TrackingConfig:
         """The MLflow configuration this hook logs to (constructor arguments, else ``MLFLOW_*`` variables)."""
-        from airflow_kedro_mlflow.tracking import TrackingConfig
-
-        tracking_uri = self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-        if not tracking_uri:
+        if not (self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")):
             raise MlflowConnectionError(
                 "PipelineMLHook has no MLflow tracking server: pass tracking_uri to PipelineMLHook(...) in "
                 "settings.py or set MLFLOW_TRACKING_URI (e.g. http://127.0.0.1:5000). MLflow's implicit "
                 "./mlflow.db is not used."
             )
-        environ = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
-        if self.registry_uri:
-            environ["MLFLOW_REGISTRY_URI"] = self.registry_uri
         # from_env keeps the MLFLOW_TRACKING_USERNAME/PASSWORD/TOKEN and HTTP settings the user exported.
-        return TrackingConfig.from_env(environ)
+        return TrackingConfig.from_env(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
 
     @hook_impl
     def after_context_created(self, context: Any) -> None:
         """Remember the env Kedro really reads (``run_params["env"]`` is None when the default ``local`` is used)."""
-        from airflow_kedro_mlflow.modelify import effective_env
-
         self._env = effective_env(context)
 
     @hook_impl
@@ -150,19 +143,25 @@ class PipelineMLHook:
 
         self._tracking = self.tracking_config()
         self._stack = ExitStack()
-        self._stack.enter_context(self._tracking.activate())
         try:
-            if mlflow.active_run() is None:
-                experiment_id = self._experiment_id(self._tracking)
-                tags = {"kedro.pipeline_name": self._pipeline_name, "kedro.session_id": str(run_params.get("run_id"))}
-                if self._run_env(run_params):
-                    tags["kedro.env"] = self._run_env(run_params)
-                mlflow.start_run(experiment_id=experiment_id, run_name=self.run_name or self._pipeline_name, tags=tags)
-                self._started_run = True
-            if self.log_params and self._started_run:
-                self._log_params(catalog)
-        except BaseException:
-            self._finish("FAILED")
+            self._stack.enter_context(self._tracking.activate())
+            client = self._tracking.client()
+            self._owns_run = mlflow.active_run() is None
+            tags = lineage_tags(None, env=self._run_env(run_params), pipeline_name=self._pipeline_name,
+                                session_id=str(run_params.get("run_id")))  # fmt: skip
+            run = self._stack.enter_context(
+                run_scope(
+                    client,
+                    experiment_id=None if not self._owns_run else self._experiment_id(self._tracking),
+                    run_name=self.run_name or self._pipeline_name,
+                    tags=tags,
+                )
+            )
+            if self.log_params and self._owns_run:
+                parameters = catalog.load("parameters") if "parameters" in catalog else {}
+                log_params(client, run.info.run_id, parameters)
+        except BaseException as exc:
+            self._finish(exc)
             raise
 
     @hook_impl
@@ -182,7 +181,7 @@ class PipelineMLHook:
 
         from airflow_kedro_mlflow.modelify import log_pipeline_model
 
-        status = "FAILED"
+        error: BaseException | None = None
         try:
             self.last_result = log_pipeline_model(
                 self._pipeline_ml,
@@ -199,10 +198,12 @@ class PipelineMLHook:
                 mlflow_tags={"kedro.pipeline_name": self._pipeline_name, "kedro.env": self._run_env(run_params)},
                 tracking=self._tracking,
             )
-            status = "FINISHED"
             logger.info("Logged the inference pipeline of %r as %s", self._pipeline_name, self.last_result.model_uri)
+        except BaseException as exc:
+            error = exc
+            raise
         finally:
-            self._finish(status)
+            self._finish(error)
 
     @hook_impl
     def on_pipeline_error(
@@ -210,20 +211,21 @@ class PipelineMLHook:
     ) -> None:
         """Mark the run the hook started FAILED: no model is logged for a failed training."""
         if self._pipeline_ml is not None:
-            self._finish("FAILED")
+            self._finish(error)
 
     def _run_env(self, run_params: Mapping[str, Any]) -> str | None:
         return run_params.get("env") or self._env
 
-    def _finish(self, status: str) -> None:
-        import mlflow
-
+    def _finish(self, error: BaseException | None) -> None:
+        """Leave the run scope (ending a run the hook started, FAILED when ``error``) and the tracking config."""
+        stack, self._stack = self._stack, None
         try:
-            if self._started_run and mlflow.active_run() is not None:
-                mlflow.end_run(status=status)
+            if stack is not None:
+                if error is None:
+                    stack.close()
+                else:
+                    stack.__exit__(type(error), error, error.__traceback__)
         finally:
-            if self._stack is not None:
-                self._stack.close()
             self._reset()
 
     def _find_pipeline_ml(self, run_params: Mapping[str, Any], pipeline: Pipeline) -> tuple[str, Any] | None:
@@ -234,7 +236,7 @@ class PipelineMLHook:
         ran = {node.name for node in pipeline.nodes}
         for name in names:
             candidate = pipelines.get(name)
-            if not _is_pipeline_ml(candidate):
+            if not is_pipeline_ml(candidate):
                 continue
             training_nodes = {node.name for node in candidate.training.nodes}
             skipped = sorted(training_nodes - ran)
@@ -255,20 +257,6 @@ class PipelineMLHook:
 
         name = self.experiment_name or os.environ.get("MLFLOW_EXPERIMENT_NAME") or kedro_project.PACKAGE_NAME
         return get_or_create_experiment(tracking.client(), name)
-
-    def _log_params(self, catalog: CatalogProtocol) -> None:
-        """Log the training pipeline's ``params:`` inputs, flattened (``model.C``), as MLflow params."""
-        import mlflow
-
-        params = flatten_params(
-            {
-                name.removeprefix("params:"): catalog.load(name)
-                for name in sorted(self._pipeline_ml.training.inputs())
-                if name.startswith("params:")
-            }
-        )
-        if params:
-            mlflow.log_params(params)
 
 
 def _kpm_kwargs(pipeline_ml: Any) -> dict[str, Any]:

@@ -14,6 +14,9 @@ Public helpers (reused by ``modelify.py``; keep their signatures stable):
   ``runtime_params``, after checking that the env exists.
 - :func:`get_pipeline` — a registered pipeline by name, with close matches when the name is unknown.
 - :func:`register_session_hooks` — add Kedro hook objects to one session only.
+- :class:`KedroRunSpec` — *which* Kedro project run (project, pipeline, env, conf source, runtime params): the one
+  parameter object training, modelify, the XCom payload, the operators and the CLI pass around.
+- :func:`effective_env` — the env a session really reads, recorded on runs and models.
 
 Every ``kedro`` import below is local to a function: :func:`prepare_kedro_environment` must run first.
 """
@@ -26,13 +29,14 @@ import os
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_kedro_mlflow.exceptions import AirflowKedroMlflowError, KedroProjectError
 
 if TYPE_CHECKING:
+    from kedro.framework.context import KedroContext
     from kedro.framework.session import KedroSession
     from kedro.pipeline import Pipeline
 
@@ -40,6 +44,10 @@ logger = logging.getLogger(__name__)
 
 #: Plain, handler-free Kedro logging config shipped with the package (see the file for why).
 PLAIN_LOGGING_CONFIG = Path(__file__).with_name("kedro_logging.yml")
+
+#: Set to ``true`` (or 1/yes/on) to turn airflow-kedro-mlflow's Kedro hook off for a process; the training
+#: operator sets it while it runs, so that in a DAG only the modelify task logs models.
+HOOK_DISABLED_ENV_VAR = "AIRFLOW_KEDRO_MLFLOW_HOOK_DISABLED"
 
 _TELEMETRY_OFF = {"KEDRO_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1"}
 
@@ -52,6 +60,96 @@ class KedroProject:
     package_name: str
     project_name: str
     source_dir: Path
+
+
+@dataclass(frozen=True)
+class KedroRunSpec:
+    """Which Kedro project run: the project, the registered pipeline, and the configuration it runs with.
+
+    The same five values travel from the operator (or CLI, or Python caller) to the Kedro session, into the training
+    XCom and back into modelify, so they are one object, checked once, here.
+
+    :param project_path: Kedro project root (folder of ``pyproject.toml``) as this machine sees it.
+    :param pipeline_name: a pipeline registered by the project's ``register_pipelines``.
+    :param env: Kedro configuration environment; ``KEDRO_ENV`` or the project's default run env when None.
+    :param conf_source: configuration folder or archive instead of the project's ``conf/``.
+    :param runtime_params: extra Kedro params, as ``kedro run --params`` gives them.
+    :raises KedroProjectError: a value of the wrong type, or an empty project path or pipeline name.
+    """
+
+    project_path: str
+    pipeline_name: str = "training"
+    env: str | None = None
+    conf_source: str | None = None
+    runtime_params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        project_path = os.fspath(self.project_path) if isinstance(self.project_path, os.PathLike) else self.project_path
+        for name, value in (("project_path", project_path), ("pipeline_name", self.pipeline_name)):
+            if not isinstance(value, str) or not value.strip():
+                raise KedroProjectError(
+                    f"{name} must be a non-empty string, got {value!r}. Pass the Kedro project root and the name of a "
+                    "pipeline its register_pipelines() returns."
+                )
+        for name in ("env", "conf_source"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise KedroProjectError(f"{name} must be a string or None, got {type(value).__name__} {value!r}.")
+            object.__setattr__(self, name, value or None)  # "" (an unset templated field) means "not given"
+        runtime_params = self.runtime_params if self.runtime_params is not None else {}
+        if not isinstance(runtime_params, Mapping):
+            raise KedroProjectError(
+                f"runtime_params must be a mapping of parameter name to value, got {type(runtime_params).__name__}: "
+                f"{runtime_params!r}. Pass e.g. {{'C': 0.5}}."
+            )
+        object.__setattr__(self, "project_path", project_path)
+        object.__setattr__(self, "runtime_params", dict(runtime_params))
+
+    def with_overrides(self, **overrides: Any) -> KedroRunSpec:
+        """A copy with the given fields replaced; None means "keep this spec's value"."""
+        known = {spec_field.name for spec_field in fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise KedroProjectError(f"KedroRunSpec has no field(s) {unknown}; its fields are {sorted(known)}.")
+        return replace(self, **{key: value for key, value in overrides.items() if value is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as plain JSON types, the keys named as in the training XCom."""
+        return {spec_field.name: getattr(self, spec_field.name) for spec_field in fields(self)} | {
+            "runtime_params": dict(self.runtime_params)
+        }
+
+    @contextmanager
+    def session(self) -> Iterator[KedroSession]:
+        """Open a session of this project with this env, conf source and runtime params (see :func:`open_session`)."""
+        with open_session(
+            self.project_path, env=self.env, conf_source=self.conf_source, runtime_params=self.runtime_params or None
+        ) as session:
+            yield session
+
+
+def effective_env(context: KedroContext) -> str | None:
+    """The env Kedro really reads for ``context``: the one asked for (argument or ``KEDRO_ENV``), else the project's
+    default run env (``local``) when its folder exists, else None (only ``base``).
+
+    One answer for every entry point, so a run, the model logged from it and the training XCom agree.
+    """
+    if context.env:
+        return str(context.env)
+    loader = context.config_loader
+    default = getattr(loader, "default_run_env", None)
+    conf_source = getattr(loader, "conf_source", None)
+    if not default or conf_source is None or "://" in str(conf_source):
+        return default or None
+    return default if (Path(conf_source) / default).is_dir() else None
+
+
+def resolved_conf_source(project_path: str | os.PathLike[str], conf_source: str | None) -> str | None:
+    """A local ``conf_source`` made absolute (relative to the project root, not the worker's current directory)."""
+    if conf_source is None or "://" in conf_source:
+        return conf_source
+    path = Path(conf_source).expanduser()
+    return str((path if path.is_absolute() else Path(project_path) / path).resolve())
 
 
 def prepare_kedro_environment() -> None:

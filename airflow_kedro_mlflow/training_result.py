@@ -12,9 +12,12 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_kedro_mlflow.exceptions import TrainingXComError
+
+if TYPE_CHECKING:
+    from airflow_kedro_mlflow.kedro_project import KedroRunSpec
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _HINT = (
@@ -53,6 +56,19 @@ class TrainingResult:
     artifacts: dict[str, ArtifactRecord] = field(default_factory=dict)
     signature: dict[str, Any] | None = None
     run_url: str | None = None
+
+    @property
+    def spec(self) -> KedroRunSpec:
+        """Which Kedro project run trained: what modelify opens again to build the inference pipeline."""
+        from airflow_kedro_mlflow.kedro_project import KedroRunSpec
+
+        return KedroRunSpec(
+            self.project_path,
+            self.pipeline_name,
+            env=self.env,
+            conf_source=self.conf_source,
+            runtime_params=self.runtime_params,
+        )
 
     def to_xcom(self) -> dict[str, Any]:
         """Return the JSON-safe payload; raises :class:`TrainingXComError` naming a value JSON cannot carry."""

@@ -14,10 +14,12 @@ This file sits in the DAG folder but defines no DAG and imports only the standar
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -34,6 +36,11 @@ EXAMPLE_PROJECT = DAGS_FOLDER / "kedro_classifier"
 DAG_ID = "kedro_classifier_retraining"
 REGISTERED_MODEL_NAME = "kedro_classifier"
 ALIAS = "champion"
+#: Where the closing message tells the user to serve the MLflow UI; the demo's connection links tasks to it.
+MLFLOW_UI_HOST = "127.0.0.1"
+MLFLOW_UI_PORT = 5000
+MLFLOW_UI_URL = f"http://{MLFLOW_UI_HOST}:{MLFLOW_UI_PORT}"
+AIRFLOW_UI_PORT = 8080
 STEPS = 5
 _TASK_EVENT = re.compile(r"\[DAG TEST\] (starting|end task) task_id=(\w+)")
 
@@ -46,15 +53,25 @@ def _step(number: int, text: str) -> None:
     print(f"\n[{number}/{STEPS}] {text}", flush=True)
 
 
-def _airflow_executable() -> str:
-    """The ``airflow`` script next to this interpreter (tox/venv), else the one on PATH."""
-    beside = Path(sys.executable).with_name("airflow")
-    found = str(beside) if beside.exists() else shutil.which("airflow")
-    if found is None:
+def console_script(name: str) -> list[str]:
+    """How to start this environment's ``name`` command from any shell, not only from inside the tox env.
+
+    ``mlflow`` and ``airflow`` are installed only in the demo's virtualenv, whose ``bin/`` is not on the user's
+    ``PATH``: use the script next to this interpreter by its absolute path (not resolved: a venv's ``python`` is a
+    symlink to the base interpreter, whose directory has no such script), else ``<this python> -m <name>``.
+    """
+    beside = Path(sys.executable).with_name(name)
+    if beside.exists():
+        return [str(beside)]
+    return [sys.executable, "-m", name]
+
+
+def _airflow_command() -> list[str]:
+    if importlib.util.find_spec("airflow") is None:
         raise DemoError(
             "`airflow` is not installed in this environment: pip install -e '.[test]' (or use tox -e demo)."
         )
-    return found
+    return console_script("airflow")
 
 
 def copy_example_project(target: Path) -> Path:
@@ -79,9 +96,14 @@ def demo_environment(demo_dir: Path, project: Path) -> dict[str, str]:
         {
             "AIRFLOW_HOME": str(demo_dir / "airflow"),
             "AIRFLOW_KEDRO_MLFLOW_EXAMPLE_PROJECT": str(project),
-            # The connection in JSON form: an MLflow store on sqlite has no host, only a tracking URI.
+            # The connection in JSON form: an MLflow store on sqlite has no host, only a tracking URI. A sqlite
+            # store has no web UI of its own, so `ui_url` names the one the closing message tells the user to
+            # serve: the tasks' "MLflow run" / "MLflow model version" links point there.
             "AIRFLOW_CONN_MLFLOW_DEFAULT": json.dumps(
-                {"conn_type": "mlflow", "extra": {"tracking_uri": f"sqlite:///{demo_dir / 'mlflow.db'}"}}
+                {
+                    "conn_type": "mlflow",
+                    "extra": {"tracking_uri": f"sqlite:///{demo_dir / 'mlflow.db'}", "ui_url": MLFLOW_UI_URL},
+                }
             ),
             "KEDRO_DISABLE_TELEMETRY": "true",
             "DO_NOT_TRACK": "1",
@@ -111,7 +133,7 @@ def write_airflow_config(airflow_home: Path) -> None:
 
             [api]
             host = 127.0.0.1
-            port = 8080
+            port = {AIRFLOW_UI_PORT}
 
             [logging]
             colored_console_log = False
@@ -238,13 +260,28 @@ def predict_by_alias(rows: int = 5) -> list[dict[str, Any]]:
     return result
 
 
+def browse_commands(demo_dir: Path) -> dict[str, str]:
+    """The shell commands serving the demo's MLflow and Airflow UIs on 127.0.0.1, runnable as printed from any shell."""
+    mlflow = [
+        *console_script("mlflow"), "ui", "--backend-store-uri", f"sqlite:///{demo_dir / 'mlflow.db'}",
+        "--host", MLFLOW_UI_HOST, "--port", str(MLFLOW_UI_PORT), "--workers", "1",  # one user: starts faster
+    ]  # fmt: skip
+    airflow = [*console_script("airflow"), "api-server", "--host", "127.0.0.1", "--port", str(AIRFLOW_UI_PORT)]
+    return {
+        "MLflow": shlex.join(mlflow),
+        "Airflow": f"AIRFLOW_HOME={shlex.quote(str(demo_dir / 'airflow'))} {shlex.join(airflow)}",
+    }
+
+
 def print_browse_commands(demo_dir: Path) -> None:
     """Tell how to look at the demo's stores in the MLflow and Airflow UIs."""
+    commands = browse_commands(demo_dir)
     print("\nBrowse what the demo produced (each command serves a UI on 127.0.0.1; stop it with Ctrl-C):")
-    print(f"  MLflow:  mlflow ui --backend-store-uri sqlite:///{demo_dir / 'mlflow.db'} --host 127.0.0.1 --port 5000")
-    print("           then open http://127.0.0.1:5000 (experiment 'kedro_classifier', model 'kedro_classifier')")
-    print(f"  Airflow: AIRFLOW_HOME={demo_dir / 'airflow'} airflow api-server")
-    print(f"           then open http://127.0.0.1:8080/dags/{DAG_ID} (no login: the demo's config makes you admin)")
+    print(f"  MLflow:  {commands['MLflow']}")
+    print(f"           then open {MLFLOW_UI_URL} (experiment 'kedro_classifier', model 'kedro_classifier')")
+    print(f"  Airflow: {commands['Airflow']}")
+    print(f"           then open http://127.0.0.1:{AIRFLOW_UI_PORT}/dags/{DAG_ID} (no login: the demo's config makes")
+    print("           you admin); the tasks' 'MLflow run' and 'MLflow model version' links open the MLflow UI above")
     print(f"  Files:   {demo_dir}  (delete it when done)")
 
 
@@ -266,14 +303,16 @@ def main(argv: list[str] | None = None) -> int:
         write_airflow_config(demo_dir / "airflow")
         env = demo_environment(demo_dir, project)
         (demo_dir / "logs").mkdir()
-        airflow = _airflow_executable()
+        airflow = _airflow_command()
 
         _step(2, "Creating the Airflow metadata database (airflow db migrate, sqlite)")
-        run_logged([airflow, "db", "migrate"], env, demo_dir, demo_dir / "logs" / "airflow-db-migrate.log")
+        run_logged([*airflow, "db", "migrate"], env, demo_dir, demo_dir / "logs" / "airflow-db-migrate.log")
 
         _step(3, f"Running DAG {DAG_ID!r}: train -> modelify -> promote (airflow dags test)")
         dag_started = time.time()
-        run_logged([airflow, "dags", "test", DAG_ID], env, demo_dir, demo_dir / "logs" / "dag-run.log", _TaskProgress())
+        run_logged(
+            [*airflow, "dags", "test", DAG_ID], env, demo_dir, demo_dir / "logs" / "dag-run.log", _TaskProgress()
+        )
 
         _step(4, "What MLflow recorded")
         summarize(demo_dir, dag_started)

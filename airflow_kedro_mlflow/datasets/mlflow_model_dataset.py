@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -203,7 +202,7 @@ class MlflowModelDataset(AbstractDataset[Any, Any]):
         from mlflow.exceptions import MlflowException
 
         from airflow_kedro_mlflow.exceptions import ModelRegistrationError
-        from airflow_kedro_mlflow.modelify import validate_aliases, validate_registered_model_name
+        from airflow_kedro_mlflow.tracking.registry import validate_aliases, validate_registered_model_name
 
         name = validate_registered_model_name(self._registered_model_name)
         aliases = validate_aliases([self._alias] if self._alias else [], name)
@@ -291,11 +290,11 @@ class MlflowModelDataset(AbstractDataset[Any, Any]):
 
         from airflow_kedro_mlflow.tracking import TrackingConfig
 
-        environ = {**os.environ, "MLFLOW_TRACKING_URI": self._tracking_uri or mlflow.get_tracking_uri()}
-        if self._registry_uri:
-            environ["MLFLOW_REGISTRY_URI"] = self._registry_uri
         # from_env keeps the MLFLOW_TRACKING_USERNAME/PASSWORD/TOKEN a user set for this server.
-        with TrackingConfig.from_env(environ).activate():
+        tracking = TrackingConfig.from_env(
+            tracking_uri=self._tracking_uri or mlflow.get_tracking_uri(), registry_uri=self._registry_uri
+        )
+        with tracking.activate():
             yield
 
     @contextmanager

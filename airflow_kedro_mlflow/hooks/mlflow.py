@@ -16,6 +16,7 @@ from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 
 from airflow_kedro_mlflow.exceptions import MlflowConnectionError
+from airflow_kedro_mlflow.tracking.config import DEFAULT_MAX_RETRIES  # one default for the hook, the CLI and the core
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -23,10 +24,6 @@ if TYPE_CHECKING:
     from airflow_kedro_mlflow.tracking import TrackingConfig
 
 logger = logging.getLogger(__name__)
-
-#: HTTP retries per request when the connection does not say: MLflow's own default retries for about four minutes,
-#: which hides an outage from Airflow; a task should fail fast and let Airflow's retries (with their delay) take over.
-DEFAULT_MAX_RETRIES = 2
 
 _HTTP_SCHEMES = ("http", "https")
 _TRUE = ("true", "1", "yes", "on")

@@ -61,14 +61,25 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify_sha256(name: str, path: str | Path, expected: str, recorded_by: str) -> None:
+def verify_sha256(
+    name: str, path: str | Path, expected: str, recorded_by: str, *, in_logged_model: bool = False
+) -> None:
     """Raise ``ArtifactIntegrityError`` when the artifact at ``path`` does not hash to ``expected``.
 
     :param recorded_by: who recorded ``expected`` (e.g. "training"), said in the message.
+    :param in_logged_model: ``path`` is the copy packed in a logged model (load time): a missing file means the
+        model is incomplete, which training cannot fix, so the advice is to log the model again.
+    :raises ArtifactNotFoundError: when there is no file at ``path``.
     """
     try:
         actual = sha256_path(path)
     except FileNotFoundError as exc:
+        if in_logged_model:
+            raise ArtifactNotFoundError(
+                f"The logged model is incomplete: artifact {name!r} is missing from it (no file at {path}). Log "
+                f"and register the model again from its training run with `airflow-kedro-mlflow modelify` (or "
+                f"modelify()); never delete files inside a logged model."
+            ) from exc
         raise ArtifactNotFoundError(
             f"Artifact {name!r} has no file at {path}; {RUN_TRAINING_FIRST}, or fetch its files again."
         ) from exc

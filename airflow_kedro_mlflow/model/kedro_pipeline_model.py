@@ -7,6 +7,10 @@ no catalog deep copy, no INFO log per call. The results are those of Kedro's ``S
 inputs, including the ``copy_mode`` of each dataset. A ``runner`` passed explicitly is used as given instead, with a
 fresh in-memory catalog per call.
 
+Bad predict-time input (empty data, a ``None``/NaN param, data a node function rejects) raises
+``KedroPipelineModelInputError``: a ``KedroPipelineModelError`` for Python callers, and an ``MlflowException`` that
+MLflow's scoring server answers with a 400 carrying only the message, never the server's traceback and paths.
+
 The object is pickled by MLflow (cloudpickle) when the model is logged: it holds only the inference pipeline, the
 catalog definitions of its artifacts (without credentials), their paths and hashes, never the loaded data.
 """
@@ -16,8 +20,11 @@ from __future__ import annotations
 import copy
 import inspect
 import logging
+import math
+import re
 import sys
 import tempfile
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 import mlflow.pyfunc
 from kedro.pipeline import Pipeline
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from airflow_kedro_mlflow.exceptions import KedroPipelineModelError
 from airflow_kedro_mlflow.model.artifacts import (
@@ -63,6 +72,29 @@ CopyMode = str | None
 #: Types ``copy.deepcopy`` returns as they are: skipping it for them changes nothing but the time per call.
 _ATOMIC = frozenset({int, float, bool, str, bytes, complex, type(None)})
 
+#: What a node function raises when the data or params it got are wrong (sklearn's "Input X contains NaN", pandas'
+#: missing column, a division by a zero param). Anything else (OSError, RuntimeError, ...) is a fault of the model or
+#: of the machine, not of the request, and propagates unchanged.
+_INPUT_ERRORS = (ValueError, TypeError, KeyError, IndexError, ArithmeticError)
+
+#: An absolute POSIX path of two or more parts (not a URL, not ``a/b``): hidden from messages sent to clients.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])/(?:[^\s'\"/]+/)+[^\s'\",;)]*")
+_CAUSE_MAX_CHARS = 300
+
+
+# MOVE TO exceptions.py -- pending: exceptions.py is imported by the Airflow layer at module level and must not
+# import mlflow, which this class subclasses (see the helper's report).
+class KedroPipelineModelInputError(KedroPipelineModelError, MlflowException):
+    """A predict call's input (data or params) cannot go through the inference pipeline.
+
+    Also an ``MlflowException`` with ``INVALID_PARAMETER_VALUE``: MLflow's scoring server answers it with a 400 whose
+    body is the message alone, where any other exception gets a body with the server's traceback and file paths.
+    """
+
+    def __init__(self, message: str) -> None:
+        # Not super(): ValueError.__init__ (next in the MRO) takes no error_code.
+        MlflowException.__init__(self, message, error_code=INVALID_PARAMETER_VALUE)
+
 
 def _copy_value(value: Any, mode: CopyMode) -> Any:
     """Copy ``value`` as a Kedro ``MemoryDataset`` with ``copy_mode=mode`` does on save and on load."""
@@ -98,6 +130,7 @@ class _Plan:
 
     initial: dict[str, Any]
     steps: tuple[Callable[[dict[str, Any]], None], ...]
+    node_names: tuple[str, ...]  # of the node each step runs, to name it when it fails
 
 
 class KedroPipelineModel(mlflow.pyfunc.PythonModel):
@@ -255,12 +288,14 @@ class KedroPipelineModel(mlflow.pyfunc.PythonModel):
         initial: dict[str, Any] = {}
         for name in self.artifact_names:
             path = artifacts[name]
-            verify_sha256(name, path, self.artifact_sha256[name], "the model (at training time)")
+            verify_sha256(name, path, self.artifact_sha256[name], "the model (at training time)", in_logged_model=True)
             if is_parameter(name):
                 initial[name] = load_parameter(path)
             else:
                 initial[name] = load_artifact(name, self._dataset_configs[name], path)
-        self._plan = _Plan(initial=initial, steps=self._bind_steps())
+        self._plan = _Plan(
+            initial=initial, steps=self._bind_steps(), node_names=tuple(node.name for node in self.inference.nodes)
+        )
         if self.runner is None and any(inspect.isgeneratorfunction(node.func) for node in self.inference.nodes):
             from kedro.runner import SequentialRunner
 
@@ -296,7 +331,10 @@ class KedroPipelineModel(mlflow.pyfunc.PythonModel):
         :param model_input: the data for ``input_name`` (pandas DataFrame, numpy array, Spark DataFrame, ...).
         :param params: ``params:`` overrides by name without the prefix (``{"threshold": 0.7}``); the others keep
             their training-time values.
-        :raises KedroPipelineModelError: when the model is not loaded, or for a parameter the pipeline does not use.
+        :raises KedroPipelineModelError: when the model is not loaded.
+        :raises KedroPipelineModelInputError: for a parameter the pipeline does not use, a ``None``/NaN parameter
+            (unless its training value was one too), an empty ``model_input``, or a node function rejecting the
+            data (``ValueError``, ``TypeError``, ...): the message names the node and the cause in one line.
         """
         plan = self._plan
         if plan is None:
@@ -309,18 +347,29 @@ class KedroPipelineModel(mlflow.pyfunc.PythonModel):
             for key, value in params.items():
                 name = self.param_names.get(key)
                 if name is None:
-                    raise KedroPipelineModelError(
+                    raise KedroPipelineModelInputError(
                         f"Unknown parameter {key!r}: the inference pipeline uses "
                         f"{format_names(self.param_names) if self.param_names else 'no parameters'}."
                         f"{suggest(key, self.param_names)}"
                     )
+                if _is_missing(value) and not _is_missing(plan.initial[name]):
+                    raise _missing_param_error(key, value, plan.initial[name])
                 data[name] = value
+        if _is_empty(model_input):
+            raise KedroPipelineModelInputError(
+                f"model_input is empty (no rows for {self.input_name!r}): send at least one row to predict on."
+            )
         runner = self.runner or self._fallback_runner
         if runner is not None:
             return self._predict_with_runner(runner, data, model_input)
         data[self.input_name] = _copy_value(model_input, self._copy_modes[self.input_name])
-        for step in plan.steps:
-            step(data)
+        try:
+            for step in plan.steps:
+                step(data)
+        except KedroPipelineModelError:
+            raise
+        except _INPUT_ERRORS as exc:
+            raise _node_input_error(plan.node_names[plan.steps.index(step)], exc) from exc
         return data[self.output_name]
 
     def _predict_with_runner(self, runner: AbstractRunner, data: dict[str, Any], model_input: Any) -> Any:
@@ -332,7 +381,12 @@ class KedroPipelineModel(mlflow.pyfunc.PythonModel):
         for name, value in data.items():
             datasets[name].save(value)
         catalog = DataCatalog(datasets=datasets)
-        runner.run(self.inference, catalog)
+        try:
+            runner.run(self.inference, catalog)
+        except KedroPipelineModelError:
+            raise
+        except _INPUT_ERRORS as exc:
+            raise _node_input_error(_failed_node_name(exc), exc) from exc
         return catalog.load(self.output_name)
 
     # -- pickling: what MLflow stores --------------------------------------------------------------------------------
@@ -366,6 +420,71 @@ class KedroPipelineModel(mlflow.pyfunc.PythonModel):
             ) from exc
         self.__dict__.update(state)
         self._fallback_runner = None
+
+
+def _is_missing(value: Any) -> bool:
+    """``None`` or a float NaN (numpy's float64 included): what JSON ``null``/``NaN`` params arrive as."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _missing_param_error(key: str, value: Any, default: Any) -> KedroPipelineModelInputError:
+    """Refuse a ``None``/NaN override of a param that had a real value at training (MLflow's schema lets both by)."""
+    kind = type(default).__name__
+    article = "an" if kind[:1] in "aeiou" else "a"
+    return KedroPipelineModelInputError(
+        f"Parameter {key!r} is {'None' if value is None else 'NaN'}: the inference pipeline expects {article} {kind} "
+        f"(its training value is {default!r}). Send {article} {kind}, or leave {key!r} out to use {default!r}."
+    )
+
+
+def _is_empty(model_input: Any) -> bool:
+    """Whether ``model_input`` has no rows, answered in O(1) for pandas, numpy, lists and dicts.
+
+    Other inputs (Spark, dask, pandas-on-Spark) are never counted: their size may cost a full computation, and the
+    node functions decide what to do with them.
+    """
+    if isinstance(model_input, list | dict):
+        return not model_input
+    pandas, numpy = sys.modules.get("pandas"), sys.modules.get("numpy")
+    if pandas is not None and isinstance(model_input, pandas.DataFrame | pandas.Series):
+        return len(model_input.index) == 0
+    if numpy is not None and isinstance(model_input, numpy.ndarray):
+        return model_input.ndim > 0 and model_input.shape[0] == 0
+    return False
+
+
+def _failed_node_name(exc: BaseException) -> str | None:
+    """Name the node whose ``Node.run`` raised ``exc`` inside a Kedro runner, from the frames of its traceback.
+
+    Kedro's runners re-raise a node's exception unchanged, without naming the node (they log it); the failing
+    ``Node.run`` frame is the one place that still knows. Read on the error path only.
+    """
+    from kedro.pipeline.node import Node
+
+    name = None
+    for frame, _ in traceback.walk_tb(exc.__traceback__):
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, Node):
+            name = owner.name
+    return name
+
+
+def _node_input_error(node_name: str | None, exc: BaseException) -> KedroPipelineModelInputError:
+    """Turn a node function's exception about its input into one line for the client; the traceback stays here.
+
+    The line is the exception's type and the first line of its message, shortened, with absolute paths replaced
+    by ``<path>``: it reaches whoever sent the request, who must not learn the server's file layout.
+    """
+    where = f"Node {node_name!r}" if node_name else "A node of the inference pipeline"
+    logger.debug("%s failed on the input of a predict call.", where, exc_info=exc)
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    cause = _ABSOLUTE_PATH.sub("<path>", lines[0]) if lines else ""
+    if len(cause) > _CAUSE_MAX_CHARS:
+        cause = cause[: _CAUSE_MAX_CHARS - 3] + "..."
+    return KedroPipelineModelInputError(
+        f"{where} failed on this input with {type(exc).__name__}{': ' if cause else ''}{cause} -- check the data "
+        f"and params sent against the model's signature (the traceback is logged at DEBUG level where it runs)."
+    )
 
 
 def _validate_runner(runner: Any) -> None:

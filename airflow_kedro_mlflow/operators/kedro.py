@@ -15,15 +15,23 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowTaskTerminated
 
-from airflow_kedro_mlflow.exceptions import TrainingXComError
+from airflow_kedro_mlflow.exceptions import KedroProjectError, ModelRegistrationError, TrainingXComError
 from airflow_kedro_mlflow.hooks.mlflow import MlflowHook
+from airflow_kedro_mlflow.kedro_project import KedroRunSpec
 from airflow_kedro_mlflow.links.mlflow import (
     MLFLOW_MODEL_VERSION_URL_KEY,
     MLFLOW_RUN_URL_KEY,
     MlflowModelVersionLink,
     MlflowRunLink,
 )
-from airflow_kedro_mlflow.tracking import RETRY_IDENTITY_TAGS
+from airflow_kedro_mlflow.tracking.tags import (
+    DAG_ID_TAG,
+    DAG_RUN_ID_TAG,
+    MAP_INDEX_TAG,
+    RETRY_IDENTITY_TAGS,
+    TASK_ID_TAG,
+    TRY_NUMBER_TAG,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -38,13 +46,18 @@ MODEL_URI_KEY = "model_uri"
 
 
 def lineage_tags(context: Context) -> dict[str, str]:
-    """Return the MLflow tags that tie a run or model version to the Airflow task try that made it."""
+    """Return the MLflow tags that tie a run or model version to the Airflow task try that made it.
+
+    The map index is part of a task's identity: mapped instances of one task are distinct tasks (-1 when unmapped).
+    """
     ti = context["ti"]
+    map_index = getattr(ti, "map_index", None)
     return {
-        "airflow.dag_id": ti.dag_id,
-        "airflow.dag_run_id": ti.run_id,
-        "airflow.task_id": ti.task_id,
-        "airflow.try_number": str(ti.try_number),
+        DAG_ID_TAG: ti.dag_id,
+        DAG_RUN_ID_TAG: ti.run_id,
+        TASK_ID_TAG: ti.task_id,
+        MAP_INDEX_TAG: str(-1 if map_index is None else map_index),
+        TRY_NUMBER_TAG: str(ti.try_number),
     }
 
 
@@ -171,15 +184,26 @@ class KedroTrainingOperator(_KedroTaskOperator):
         """Train, upload the inference artifacts, and return the training XCom payload."""
         from airflow_kedro_mlflow.training import run_training
 
+        spec = KedroRunSpec(
+            self.project_path,
+            self.pipeline_name,
+            env=self.env,
+            conf_source=self.conf_source,
+            runtime_params=_as_dict(self.runtime_params, "runtime_params") or {},
+        )
         tracking = MlflowHook(self.mlflow_conn_id).get_tracking_config()
+        ti = context["ti"]
+
+        def publish_run(run_id: str, run_url: str | None) -> None:
+            # As soon as the run exists: a training that fails later still links to its (FAILED) run.
+            ti.xcom_push(key=RUN_ID_KEY, value=run_id)
+            if run_url:
+                ti.xcom_push(key=MLFLOW_RUN_URL_KEY, value=run_url)
+
         with self._interruptible():
             result = run_training(
-                str(self.project_path),
-                self.pipeline_name,
+                spec,
                 tracking=tracking,
-                env=self.env or None,
-                conf_source=self.conf_source or None,
-                runtime_params=_as_dict(self.runtime_params, "runtime_params") or {},
                 experiment_name=self.experiment_name or None,
                 run_name=self.run_name or None,
                 mlflow_tags={**(_as_dict(self.mlflow_tags, "mlflow_tags") or {}), **lineage_tags(context)},
@@ -189,11 +213,8 @@ class KedroTrainingOperator(_KedroTaskOperator):
                 from_nodes=self.from_nodes,
                 to_nodes=self.to_nodes,
                 load_versions=self.load_versions,
+                on_run_start=publish_run,
             )
-        ti = context["ti"]
-        ti.xcom_push(key=RUN_ID_KEY, value=result.run_id)
-        if result.run_url:
-            ti.xcom_push(key=MLFLOW_RUN_URL_KEY, value=result.run_url)
         return result.to_xcom()
 
 
@@ -268,7 +289,7 @@ class KedroModelifyOperator(_KedroTaskOperator):
     ) -> None:
         super().__init__(mlflow_conn_id=mlflow_conn_id, **kwargs)
         if training_task_id is None and project_path is None:
-            raise ValueError(
+            raise KedroProjectError(
                 f"KedroModelifyOperator {self.task_id!r} needs to know what to modelify: pass training_task_id "
                 "(the id of the KedroTrainingOperator task upstream), or project_path and run_id explicitly."
             )
@@ -346,7 +367,7 @@ def _as_dict(value: Mapping[str, Any] | None, name: str) -> dict[str, Any] | Non
     if value is None:
         return None
     if not isinstance(value, Mapping):
-        raise ValueError(
+        raise KedroProjectError(
             f"{name} must be a dict, got {type(value).__name__} {value!r}. A template that renders a whole dict "
             "needs the DAG's render_template_as_native_obj=True; or template each value inside a dict instead."
         )
@@ -360,5 +381,5 @@ def _as_list(value: str | Sequence[str] | None, name: str) -> list[str]:
     if isinstance(value, str):
         return [value]
     if isinstance(value, Mapping) or not all(isinstance(item, str) for item in value):
-        raise ValueError(f"{name} must be a string or a list of strings, got {value!r}.")
+        raise ModelRegistrationError(f"{name} must be a string or a list of strings, got {value!r}.")
     return list(value)

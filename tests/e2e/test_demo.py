@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 from tests.conftest import EXAMPLE_PROJECT, REPO_ROOT
@@ -16,6 +19,15 @@ DEMO = REPO_ROOT / "dags_examples" / "demo.py"
 
 def _files(root: Path) -> set[Path]:
     return {p.relative_to(root) for p in root.rglob("*") if "__pycache__" not in p.parts}
+
+
+def _links(airflow_db: Path) -> dict[tuple[str, str], str]:
+    """The extra-link URLs Airflow stored for each task (``_link_<class>`` XComs, what the UI's link buttons open)."""
+    with closing(sqlite3.connect(airflow_db)) as db:
+        rows = db.execute("SELECT task_id, key, value FROM xcom").fetchall()
+    return {
+        (task, key.removeprefix("_link_")): json.loads(value) for task, key, value in rows if key.startswith("_link_")
+    }
 
 
 def test_demo_runs_the_dag_and_prints_run_version_alias_prediction_and_browse_commands(tmp_path: Path) -> None:
@@ -46,8 +58,22 @@ def test_demo_runs_the_dag_and_prints_run_version_alias_prediction_and_browse_co
     rows = re.findall(r"^\s+\d+\s+(\d\.\d{4})\s+([01])\s+([01])$", output, flags=re.MULTILINE)
     assert len(rows) == 5, output
     assert all(int(pred) == (float(prob) >= 0.5) for prob, pred, _ in rows), rows
-    assert f"mlflow ui --backend-store-uri sqlite:///{demo_dir / 'mlflow.db'}" in output
-    assert f"AIRFLOW_HOME={demo_dir / 'airflow'} airflow api-server" in output
+    # The browse commands name the tox env's executables by absolute path: they work from a shell outside the env
+    # (tests/integration/test_demo_commands.py runs them).
+    bin_dir = Path(sys.executable).parent
+    assert (
+        f"MLflow:  {bin_dir / 'mlflow'} ui --backend-store-uri sqlite:///{demo_dir / 'mlflow.db'} "
+        "--host 127.0.0.1 --port 5000" in output
+    ), output
+    assert f"Airflow: AIRFLOW_HOME={demo_dir / 'airflow'} {bin_dir / 'airflow'} api-server --host 127.0.0.1" in output
+    # The tasks' extra links point at the MLflow UI the demo tells the user to serve.
+    version = "1"
+    assert _links(demo_dir / "airflow" / "airflow.db") == {
+        ("train", "MlflowRunLink"): f"http://127.0.0.1:5000/#/experiments/1/runs/{run_id[1]}",
+        ("modelify", "MlflowRunLink"): f"http://127.0.0.1:5000/#/experiments/1/runs/{run_id[1]}",
+        ("modelify", "MlflowModelVersionLink"): f"http://127.0.0.1:5000/#/models/kedro_classifier/versions/{version}",
+        ("promote", "MlflowModelVersionLink"): f"http://127.0.0.1:5000/#/models/kedro_classifier/versions/{version}",
+    }
 
     assert (demo_dir / "mlflow.db").is_file() and (demo_dir / "airflow" / "airflow.db").is_file()
     assert list((demo_dir / "kedro_classifier" / "data" / "06_models").glob("classifier.pkl/*/classifier.pkl"))

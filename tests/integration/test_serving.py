@@ -12,6 +12,7 @@ import pickle
 import shutil
 import subprocess
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -174,14 +175,20 @@ def server_url(served: Served, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 
 def post(url: str, payload: dict[str, Any]) -> tuple[int, Any]:
+    status, body = post_raw(url, payload)
+    return status, json.loads(body or "null")
+
+
+def post_raw(url: str, payload: dict[str, Any]) -> tuple[int, str]:
+    """POST ``payload`` as JSON (NaN written as Python's json writes it); return the status and the body as text."""
     request = urllib.request.Request(
         url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}, method="POST"
     )
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read())
+            return response.status, response.read().decode()
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
+        return error.code, error.read().decode()
 
 
 def test_invocations_with_dataframe_split_and_params(served, server_url):
@@ -214,6 +221,48 @@ def test_invocations_with_a_wrongly_typed_param_is_a_readable_4xx(served, server
 
     assert 400 <= status < 500
     assert "threshold" in body["message"]
+
+
+def _split(data: pd.DataFrame) -> dict[str, Any]:
+    return json.loads(data.to_json(orient="split", index=False))
+
+
+def _with_value(data: pd.DataFrame, value: Any) -> dict[str, Any]:
+    payload = _split(data)
+    payload["data"][1][0] = value
+    return payload
+
+
+def _bad_requests(instances: pd.DataFrame) -> dict[str, tuple[dict[str, Any], str]]:
+    """Requests a client can get wrong, each with what the 400's message must say."""
+    rows = instances.head(3)
+    return {
+        "null value": ({"dataframe_split": _with_value(rows, None)}, "Node 'predict' failed on this input"),
+        "NaN value": ({"dataframe_split": _with_value(rows, "NaN")}, "Input X contains NaN"),
+        "null record": ({"dataframe_records": [dict.fromkeys(rows.columns)]}, "Input X contains NaN"),
+        "empty data": ({"dataframe_split": {"columns": list(rows.columns), "data": []}}, "model_input is empty"),
+        "null param": ({"dataframe_split": _split(rows), "params": {"threshold": None}}, "'threshold' is None"),
+        "NaN param": ({"dataframe_split": _split(rows), "params": {"threshold": float("nan")}}, "'threshold' is NaN"),
+        "wrong columns": ({"dataframe_split": {"columns": ["a", "b"], "data": [[1.0, 2.0]]}}, "mean_radius"),
+    }
+
+
+BAD_REQUEST_CASES = ["null value", "NaN value", "null record", "empty data", "null param", "NaN param", "wrong columns"]
+
+
+@pytest.mark.parametrize("case", BAD_REQUEST_CASES)
+def test_invocations_with_bad_input_is_a_400_without_traceback_or_server_paths(served, server_url, case):
+    payload, says = _bad_requests(served.instances)[case]
+
+    status, body = post_raw(f"{server_url}/invocations", payload)
+
+    assert status == 400, body
+    assert says in json.loads(body)["message"]
+    assert "Traceback" not in body
+    assert "stack_trace" not in json.loads(body)
+    assert "/site-packages/" not in body
+    for server_path in (sys.prefix, tempfile.gettempdir() + "/", str(served.project.parent)):
+        assert server_path not in body, server_path
 
 
 def test_mlflow_models_predict_on_a_csv(served, tmp_path):

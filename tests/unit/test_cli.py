@@ -1,4 +1,5 @@
-"""``airflow-kedro-mlflow modelify``: flags reach modelify(), errors are one readable line with the right exit code."""
+"""``airflow-kedro-mlflow modelify`` and ``promote``: flags reach the core, ``--json`` is one JSON object, errors
+are one readable line with the documented exit code (0 ok, 1 failure, 2 bad input)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,28 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import mlflow
 import pandas as pd
 import pytest
+import requests
+from mlflow.exceptions import MlflowException
 
-from airflow_kedro_mlflow.cli import CliUsageError, main, parse_params
-from tests.conftest import EXAMPLE_PROJECT
+from airflow_kedro_mlflow.cli import CliUsageError, exit_code, main, parse_params, tracking_config
+from airflow_kedro_mlflow.exceptions import (
+    ArtifactIntegrityError,
+    KedroRunError,
+    MlflowConnectionError,
+    MlflowServerUnavailableError,
+    ModelRegistrationError,
+    PromotionError,
+)
+from airflow_kedro_mlflow.tracking import DEFAULT_MAX_RETRIES
+from tests.conftest import EXAMPLE_PROJECT, REPO_ROOT
+from tests.servers import free_port
 
 
 @pytest.fixture(scope="module")
@@ -30,11 +44,12 @@ def trained_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def store_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def store_uri(tmp_path_factory: pytest.TempPathFactory, new_mlflow_store: Callable[..., str]) -> Iterator[str]:
+    """One store for the module's modelify tests (each registers its own model name)."""
     root = tmp_path_factory.mktemp("cli-store")
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)  # MLflow's default ./mlruns artifact root of a sqlite store
-        yield f"sqlite:///{root / 'mlflow.db'}"
+        yield new_mlflow_store(root)
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -188,16 +203,212 @@ def test_parse_params_types_and_nesting():
         parse_params(["C=1,C.x=2"])
 
 
-def test_console_script_is_installed_and_fails_cleanly(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    script = Path(sys.executable).with_name("airflow-kedro-mlflow")
-    completed = subprocess.run(
-        [str(script), "modelify", "--project-path", str(tmp_path), "--pipeline", "training", "--tracking-uri",
-         f"sqlite:///{tmp_path / 'mlflow.db'}"],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300, check=False,
+def test_not_a_kedro_project_is_bad_input(tmp_path, capsys):
+    code, out, err = run_cli(
+        capsys, "--project-path", str(tmp_path), "--pipeline", "training",
+        "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
     )  # fmt: skip
 
-    assert completed.returncode == 2
-    assert completed.stderr.strip().splitlines()[-1].startswith("Error: KedroProjectError:")
-    assert "is not a Kedro project" in completed.stderr
+    assert code == 2
+    assert out == ""
+    assert err.startswith("Error: KedroProjectError:")
+    assert "is not a Kedro project" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def chatty_project(trained_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The trained project, whose pipeline registry prints to stdout when imported, as project code may."""
+    project = tmp_path_factory.mktemp("chatty") / "kedro_classifier"
+    shutil.copytree(trained_project, project)
+    registry = project / "src" / "kedro_classifier" / "pipeline_registry.py"
+    registry.write_text(registry.read_text() + '\nprint("registering the pipelines")\n')
+    return project
+
+
+def test_console_script_json_is_exactly_one_object_on_stdout(chatty_project, store_uri):
+    """The installed entry point, as users call it: stdout parses as JSON although the caller did not switch MLflow's
+    URL lines off and project code prints. The one subprocess of this module (it costs seconds of imports)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    # The checkout under test first, as pytest's own pythonpath does (under tox the wheel is the same code).
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    script = Path(sys.executable).with_name("airflow-kedro-mlflow")
+    completed = subprocess.run(
+        [str(script), "modelify", "--project-path", str(chatty_project), "--pipeline", "training",
+         "--tracking-uri", store_uri, "--registered-model-name", "cli_script", "--json"],
+        capture_output=True, text=True, env=env, cwd=Path.cwd(), timeout=300, check=False,
+    )  # fmt: skip
+
+    assert completed.returncode == 0, completed.stderr
+    assert len(completed.stdout.splitlines()) == 1, completed.stdout
+    assert json.loads(completed.stdout)["model_uri"] == "models:/cli_script/1"
+    assert "registering the pipelines" in completed.stderr
     assert "Traceback" not in completed.stderr
+
+
+def test_main_switches_mlflow_url_lines_off(monkeypatch, tmp_path, capsys):
+    monkeypatch.delenv("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT")
+    main(["promote", "--registered-model-name", "m", "--version", "1", "--metric", "accuracy"])
+    capsys.readouterr()
+
+    assert os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] == "true"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# promote
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def register_versions(tracking_uri: str, name: str, accuracies: list[float | None]) -> None:
+    """Register one version per value, each from its own finished run logging ``accuracy`` (None: no metric)."""
+    client = mlflow.MlflowClient(tracking_uri)
+    experiment_id = client.create_experiment("training")
+    client.create_registered_model(name)
+    for accuracy in accuracies:
+        run_id = client.create_run(experiment_id).info.run_id
+        if accuracy is not None:
+            client.log_metric(run_id, "accuracy", accuracy)
+        client.set_terminated(run_id)
+        client.create_model_version(name, source=client.get_run(run_id).info.artifact_uri, run_id=run_id)
+
+
+def promote_cli(capsys: pytest.CaptureFixture[str], tracking_uri: str, *argv: str) -> tuple[int, str, str]:
+    code = main(["promote", "--registered-model-name", "clf", "--metric", "accuracy", "--tracking-uri", tracking_uri,
+                 *argv])  # fmt: skip
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def champion(tracking_uri: str, alias: str = "champion") -> str | None:
+    holder = mlflow.MlflowClient(tracking_uri).get_registered_model("clf").aliases.get(alias)
+    return None if holder is None else str(holder)
+
+
+def test_promote_moves_the_alias_only_to_a_better_version(tracking_uri, capsys):
+    register_versions(tracking_uri, "clf", [0.8, 0.9, 0.85])
+
+    code, out, _ = promote_cli(capsys, tracking_uri, "--version", "1")
+    assert (code, champion(tracking_uri)) == (0, "1")
+    assert out == "promoted: 'clf' version 1, alias 'champion': no version held alias 'champion'\n"
+
+    code, out, _ = promote_cli(capsys, tracking_uri, "--version", "2", "-q")
+    assert (code, champion(tracking_uri)) == (0, "2")
+    assert out == "promoted: 'clf' version 2, alias 'champion': accuracy=0.9 beats champion version 1's accuracy=0.8\n"
+
+    code, out, _ = promote_cli(capsys, tracking_uri, "--version", "3")
+    assert (code, champion(tracking_uri)) == (0, "2")
+    assert out.startswith("kept_champion: 'clf' version 3, alias 'champion': accuracy=0.85 does not beat")
+
+    code, out, _ = promote_cli(capsys, tracking_uri, "--version", "2", "--json")
+    assert (code, champion(tracking_uri)) == (0, "2")
+    assert len(out.splitlines()) == 1
+    assert json.loads(out) == {
+        "decision": "already_champion",
+        "reason": "version 2 already holds alias 'champion'",
+        "registered_model_name": "clf",
+        "version": "2",
+        "alias": "champion",
+        "metric": "accuracy",
+        "value": 0.9,
+        "champion_version": "2",
+        "champion_value": 0.9,
+    }
+
+
+def test_promote_lower_is_better_and_another_alias(tracking_uri, capsys, monkeypatch):
+    register_versions(tracking_uri, "clf", [0.3, 0.2])
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)  # --tracking-uri is optional when the env says it
+    for version in ("1", "2"):
+        assert main(["promote", "--registered-model-name", "clf", "--version", version, "--metric", "accuracy",
+                     "--alias", "best", "--lower-is-better", "--json"]) == 0  # fmt: skip
+    decision = json.loads(capsys.readouterr().out.splitlines()[-1])
+
+    assert decision["decision"] == "promoted"
+    assert champion(tracking_uri, "best") == "2"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--version", "7"], "PromotionError: registered model 'clf' has no version '7'"),
+        (["--version", "1", "--metric", "rmse"], "PromotionError: metric 'rmse' is absent from run"),
+        (["--version", "1", "--alias", "best model"], "ModelRegistrationError: alias 'best model' is not a valid"),
+    ],
+)
+def test_promote_bad_input_exits_2_with_one_line(tracking_uri, capsys, argv, message):
+    register_versions(tracking_uri, "clf", [0.8])
+
+    code, out, err = promote_cli(capsys, tracking_uri, *argv)
+
+    assert (code, out) == (2, "")
+    assert err.startswith(f"Error: {message}")
+    assert len(err.strip().splitlines()) == 1
+    client = mlflow.MlflowClient(tracking_uri)
+    assert client.get_registered_model("clf").aliases == {}
+    assert client.get_model_version("clf", "1").tags == {}  # refused before anything was written
+
+
+def test_promote_flags_are_checked_by_argparse(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["promote", "--registered-model-name", "clf", "--version", "1", "--metric", "accuracy",
+              "--greater-is-better", "--lower-is-better"])  # fmt: skip
+    assert exit_info.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# A server that is down: exit 1, fast, one line naming the server
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def test_server_down_fails_fast_with_exit_1_naming_the_uri(capsys):
+    """With MLflow's default of 7 retries a closed port kept the CLI waiting ~256 s, then exited 2 (bad input).
+
+    The package's 2 retries sleep about 4 s of backoff (MLflow's factor 2, plus up to 1 s of jitter), as users see it.
+    """
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+
+    started = time.monotonic()
+    code, out, err = promote_cli(capsys, uri, "--version", "1")
+    elapsed = time.monotonic() - started
+
+    assert elapsed < 15
+    assert (code, out) == (1, "")
+    assert err.startswith(f"Error: MlflowServerUnavailableError: Cannot reach the MLflow tracking server at {uri}")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_tracking_config_fails_fast_unless_the_user_sets_http_limits(monkeypatch, tracking_uri):
+    default = tracking_config(tracking_uri, None)
+    assert (default.max_retries, default.timeout) == (DEFAULT_MAX_RETRIES, None)
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "5")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "7")
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", "sqlite:////tmp/registry.db")
+    configured = tracking_config(tracking_uri, None)
+    assert (configured.max_retries, configured.timeout) == (5, 7.0)
+    assert configured.registry_uri == "sqlite:////tmp/registry.db"
+    assert tracking_config(tracking_uri, "sqlite:////tmp/other.db").registry_uri == "sqlite:////tmp/other.db"
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (MlflowServerUnavailableError("server down"), 1),
+        (ConnectionError("refused"), 1),
+        (requests.exceptions.ConnectionError("refused"), 1),
+        (requests.exceptions.Timeout("slow"), 1),
+        (MlflowException("registry refused"), 1),
+        (OSError("disk full"), 1),
+        (ArtifactIntegrityError("changed"), 1),
+        (KedroRunError("node failed"), 1),
+        (ValueError("raised deep inside a library"), 1),
+        (MlflowConnectionError("credentials rejected"), 2),
+        (ModelRegistrationError("invalid alias"), 2),
+        (PromotionError("unknown version"), 2),
+        (CliUsageError("bad flag"), 2),
+        (RuntimeError("a bug"), None),
+    ],
+)
+def test_exit_codes(error, code):
+    assert exit_code(error) == code

@@ -391,7 +391,7 @@ def test_plain_inference_pipeline_with_input_name_is_logged(trained_project, sto
 @pytest.mark.parametrize(
     ("registered_model_name", "aliases", "message"),
     [
-        ("bad/name", (), "'bad/name' is not a valid MLflow registered model name"),
+        ("bad/name", (), "'bad/name' is not a valid registered model name (found '/')"),
         ("  ", (), "is empty"),
         ("ok_name", ("has space",), "alias 'has space' is not a valid MLflow model alias"),
         ("ok_name", ("v3",), "alias 'v3' is reserved"),

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import base64
+import http.server
 import os
 import re
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
 import pytest
-from mlflow.tracking.request_header.registry import resolve_request_headers
+from mlflow import MlflowClient
 
-from airflow_kedro_mlflow.exceptions import MlflowConnectionError
+from airflow_kedro_mlflow.exceptions import MlflowConnectionError, MlflowServerUnavailableError
 from airflow_kedro_mlflow.tracking import TrackingConfig, strip_userinfo
+from airflow_kedro_mlflow.tracking.auth import authorization_for
 from tests.servers import free_port
 
 SECRET = "s3cret-Pa55word"
@@ -157,25 +161,80 @@ def test_an_experiment_chosen_inside_activate_does_not_leak_out(tmp_path: Path, 
             assert run.info.run_id == run_id
 
 
-def test_basic_auth_header_is_sent_only_while_active(tracking_uri: str) -> None:
-    config = TrackingConfig(tracking_uri, username="admin", password=SECRET)
+class _RecordingMlflowServer:
+    """A loopback HTTP server answering MLflow's experiments search, recording each request's Authorization header.
+
+    Two of them stand for "our" tracking server and another MLflow server a Kedro node might talk to.
+    """
+
+    def __init__(self) -> None:
+        self.authorizations: list[str | None] = []
+        recorded = self.authorizations
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                recorded.append(self.headers.get("Authorization"))
+                body = b'{"experiments": []}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.uri = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def recording_servers() -> Iterator[tuple[_RecordingMlflowServer, _RecordingMlflowServer]]:
+    ours, other = _RecordingMlflowServer(), _RecordingMlflowServer()
+    yield ours, other
+    ours.close()
+    other.close()
+
+
+def test_credentials_reach_only_their_own_server(recording_servers) -> None:
+    ours, other = recording_servers
+    config = TrackingConfig(ours.uri, username="admin", password=SECRET, max_retries=0)
     expected = "Basic " + base64.standard_b64encode(f"admin:{SECRET}".encode()).decode()
 
     with config.activate():
-        assert resolve_request_headers()["Authorization"] == expected
-    assert "Authorization" not in resolve_request_headers()
+        config.client().search_experiments()  # our server, through MLflow's own client
+        MlflowClient(tracking_uri=other.uri).search_experiments()  # e.g. a Kedro node talking to another server
+        # same host, another port: another origin
+        assert authorization_for(other.uri + "/api/2.0/mlflow/experiments/search") is None
+    MlflowClient(tracking_uri=ours.uri).search_experiments()  # after the block: nothing is sent any more
+
+    assert ours.authorizations == [expected, None]
+    assert other.authorizations == [None]
 
 
-def test_token_is_sent_as_bearer_and_nested_activations_stack(tmp_path: Path, tracking_uri: str) -> None:
-    outer = TrackingConfig(tracking_uri, password="tok-1")
-    inner = TrackingConfig(f"sqlite:///{tmp_path / 'inner.db'}")
+def test_token_is_sent_as_bearer_and_nested_activations_stack(recording_servers) -> None:
+    ours, other = recording_servers
+    outer = TrackingConfig(ours.uri, password="tok-1", max_retries=0)
+    inner = TrackingConfig(other.uri, username="u", password="p", max_retries=0)
 
     with outer.activate():
         with inner.activate():
-            assert "Authorization" not in resolve_request_headers()
+            MlflowClient(tracking_uri=ours.uri).search_experiments()
+            MlflowClient(tracking_uri=other.uri).search_experiments()
             assert mlflow.get_tracking_uri() == inner.tracking_uri
-        assert resolve_request_headers()["Authorization"] == "Bearer tok-1"
-        assert mlflow.get_tracking_uri() == tracking_uri
+        MlflowClient(tracking_uri=other.uri).search_experiments()
+        assert mlflow.get_tracking_uri() == ours.uri
+
+    assert ours.authorizations == ["Bearer tok-1"]
+    assert other.authorizations == ["Basic " + base64.standard_b64encode(b"u:p").decode(), None]
 
 
 def test_credentials_never_reach_the_environment_of_child_processes(tracking_uri: str) -> None:
@@ -196,7 +255,7 @@ def test_unreachable_server_raises_naming_the_uri_without_credentials() -> None:
     port = free_port()  # nothing listens there
     config = TrackingConfig(f"http://admin:{SECRET}@127.0.0.1:{port}", max_retries=0, timeout=5)
 
-    with config.activate(), pytest.raises(MlflowConnectionError) as info:
+    with config.activate(), pytest.raises(MlflowServerUnavailableError) as info:
         config.check_connection()
 
     message = str(info.value)

@@ -23,12 +23,14 @@ from airflow_kedro_mlflow.exceptions import (
     KedroProjectError,
     KedroRunError,
     MlflowConnectionError,
+    MlflowServerUnavailableError,
     MlflowRunNotFoundError,
 )
 from airflow_kedro_mlflow.kedro_hooks import DISABLE_ENV_VAR
 from airflow_kedro_mlflow.model import sha256_path
 from airflow_kedro_mlflow.tracking import TrackingConfig
-from airflow_kedro_mlflow.training import _resolve_runner, run_training
+from airflow_kedro_mlflow.training import run_training
+from airflow_kedro_mlflow.training.controls import resolve_runner as _resolve_runner
 from airflow_kedro_mlflow.training_result import TrainingResult
 from tests.conftest import EXAMPLE_PROJECT
 from tests.servers import free_port
@@ -327,7 +329,7 @@ def test_unreachable_tracking_server_fails_first(example_project: Path) -> None:
     tracking = TrackingConfig(f"http://admin:pw-not-shown@127.0.0.1:{free_port()}", max_retries=0, timeout=5)
 
     with pytest.raises(
-        MlflowConnectionError, match=re.escape("Cannot reach the MLflow tracking server at http://127.0.0.1:")
+        MlflowServerUnavailableError, match=re.escape("Cannot reach the MLflow tracking server at http://127.0.0.1:")
     ) as info:
         run_training(example_project, tracking=tracking)
 
@@ -369,7 +371,8 @@ def test_a_retry_marks_the_run_its_killed_try_left_running_as_failed(example_pro
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(store)
     experiment_id = client.create_experiment("kedro_classifier")
-    identity = {"airflow.dag_id": "retrain", "airflow.dag_run_id": "manual__2026-11-23T10:00:00+00:00"}
+    identity = {"airflow.dag_id": "retrain", "airflow.dag_run_id": "manual__2026-11-23T10:00:00+00:00",
+                "airflow.map_index": "-1"}  # fmt: skip
     killed = client.create_run(experiment_id, tags={**identity, "airflow.task_id": "train", "airflow.try_number": "1"})
     other_task = client.create_run(experiment_id, tags={**identity, "airflow.task_id": "other"})
 

@@ -1,4 +1,6 @@
-"""Fixtures of the Airflow-layer unit tests: a private AIRFLOW_HOME and a task instance for dict contexts.
+"""Helpers of the Airflow-layer unit tests: a task instance for dict contexts.
+
+The throw-away ``AIRFLOW_HOME`` and the ``mlflow_conn`` fixture are in ``tests/conftest.py``, shared by every tier.
 
 Operators are executed with a plain dict context (``{"ti": ...}``), as Airflow's own provider tests do: the parts
 under test are the operator's argument handling and XCom, and the core functions they call run for real. The only
@@ -7,21 +9,8 @@ stand-in is :class:`RecordingTaskInstance`, because a real task instance needs a
 
 from __future__ import annotations
 
-import atexit
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any
-
-import pytest
-
-# Airflow reads AIRFLOW_HOME when it is first imported (it writes logs there): keep it out of the developer's ~/airflow.
-if "AIRFLOW_HOME" not in os.environ:
-    _home = tempfile.mkdtemp(prefix="akm-airflow-home-")
-    atexit.register(shutil.rmtree, _home, ignore_errors=True)
-    os.environ["AIRFLOW_HOME"] = _home
-os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 
 @dataclass
@@ -45,12 +34,3 @@ class RecordingTaskInstance:
 def make_context(ti: RecordingTaskInstance) -> dict[str, Any]:
     """A minimal dict context: what the operators read from it."""
     return {"ti": ti, "run_id": ti.run_id, "task_instance": ti}
-
-
-@pytest.fixture
-def mlflow_conn(monkeypatch: pytest.MonkeyPatch, tracking_uri: str) -> str:
-    """``mlflow_default`` pointing at the test's sqlite store, given the way deployments give it: an env var."""
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_MLFLOW_DEFAULT", f'{{"conn_type": "mlflow", "extra": {{"tracking_uri": "{tracking_uri}"}}}}'
-    )
-    return tracking_uri

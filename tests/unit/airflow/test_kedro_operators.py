@@ -16,6 +16,7 @@ import pytest
 from airflow_kedro_mlflow.exceptions import (
     KedroProjectError,
     MlflowConnectionError,
+    MlflowServerUnavailableError,
     ModelRegistrationError,
     TrainingXComError,
 )
@@ -203,7 +204,7 @@ def test_training_against_an_unreachable_server_names_it_without_credentials(mon
                     "password": "hunter2-secret", "extra": {"max_retries": 0, "timeout": 2}}),
     )  # fmt: skip
     operator = KedroTrainingOperator(task_id="train", project_path=str(project))
-    with pytest.raises(MlflowConnectionError, match=re.escape(f"http://127.0.0.1:{port}")) as raised:
+    with pytest.raises(MlflowServerUnavailableError, match=re.escape(f"http://127.0.0.1:{port}")) as raised:
         operator.execute(make_context(RecordingTaskInstance(task_id="train")))
     assert "hunter2-secret" not in str(raised.value)
 
@@ -245,6 +246,7 @@ def test_lineage_tags_identify_the_task_try():
         "airflow.dag_id": "d",
         "airflow.dag_run_id": "r",
         "airflow.task_id": "train",
+        "airflow.map_index": "-1",
         "airflow.try_number": "3",
     }
 

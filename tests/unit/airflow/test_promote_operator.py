@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from airflow_kedro_mlflow.exceptions import PromotionError, TrainingXComError
+from airflow_kedro_mlflow.exceptions import PromotionError, XComPayloadError
 from airflow_kedro_mlflow.links.mlflow import MLFLOW_MODEL_VERSION_URL_KEY
 from airflow_kedro_mlflow.operators.mlflow import (
     ALREADY_CHAMPION,
@@ -169,7 +169,7 @@ def test_explicit_name_and_version_need_no_xcom(client, model, mlflow_conn):
 
 def test_missing_modelify_xcom_is_a_clear_error(mlflow_conn):
     operator = MlflowPromoteModelOperator(task_id="promote", modelify_task_id="modelify", metric="accuracy")
-    with pytest.raises(TrainingXComError, match=re.escape("modelify task 'modelify' published no XCom")):
+    with pytest.raises(XComPayloadError, match=re.escape("modelify task 'modelify' published no XCom")):
         operator.execute(make_context(RecordingTaskInstance(task_id="promote")))
 
 

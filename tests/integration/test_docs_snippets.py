@@ -24,6 +24,10 @@ import pytest
 
 from tests.conftest import EXAMPLE_PROJECT, REPO_ROOT
 
+# Integration tier: the pages train, register and serve a model in fresh interpreters (about 40 s); the unit tier
+# stays fast.
+pytestmark = pytest.mark.integration
+
 DOCS = REPO_ROOT / "docs"
 FIRST_PAGE = DOCS / "getting_started.md"
 SNIPPET_TIMEOUT = 900

@@ -4,9 +4,8 @@ Credentials never leave this process's memory. MLflow's usual routes all spread 
 ``PASSWORD``/``TOKEN`` are environment variables that every child process inherits (Kedro runs ``git``, MLflow runs
 a subprocess to capture a model's imports), and a ``user:password@`` URI ends up in ``MLFLOW_TRACKING_URI`` (which
 ``mlflow.set_tracking_uri`` exports for subprocesses) and in MLflow's "View run at" lines. So :meth:`TrackingConfig.
-activate` sets only the credential-free URIs and hands the ``Authorization`` header to MLflow through a request
-header provider — MLflow's plugin interface for extra HTTP headers — that answers only while a config with
-credentials is active in this process.
+activate` sets only the credential-free URIs and hands the ``Authorization`` header to MLflow through an auth plugin
+that sends it to this server's origin only (:mod:`airflow_kedro_mlflow.tracking.auth`).
 """
 
 from __future__ import annotations
@@ -15,14 +14,13 @@ import base64
 import logging
 import math
 import os
-import threading
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from airflow_kedro_mlflow.exceptions import MlflowConnectionError
+from airflow_kedro_mlflow.exceptions import MlflowConnectionError, MlflowServerUnavailableError
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -34,6 +32,7 @@ _MANAGED_ENV = (
     "MLFLOW_TRACKING_USERNAME",
     "MLFLOW_TRACKING_PASSWORD",
     "MLFLOW_TRACKING_TOKEN",
+    "MLFLOW_TRACKING_AUTH",
     "MLFLOW_TRACKING_INSECURE_TLS",
     "MLFLOW_HTTP_REQUEST_TIMEOUT",
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
@@ -44,9 +43,9 @@ _MANAGED_ENV = (
     "MLFLOW_EXPERIMENT_NAME",
 )
 
-#: Authorization header values of the active configs, innermost last (guarded by _LOCK).
-_active_auth_headers: list[str | None] = []
-_LOCK = threading.Lock()
+#: HTTP retries when the caller sets none (connection extra, ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``): MLflow's own
+#: default retries for about four minutes, while a task or a CLI call should fail fast and be retried as a whole.
+DEFAULT_MAX_RETRIES = 2
 
 
 def strip_userinfo(uri: str) -> str:
@@ -126,32 +125,46 @@ class TrackingConfig:
         return bool(self.password)
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> TrackingConfig:
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        tracking_uri: str | None = None,
+        registry_uri: str | None = None,
+        default_max_retries: int | None = DEFAULT_MAX_RETRIES,
+    ) -> TrackingConfig:
         """Build a config from MLflow's own environment variables (``MLFLOW_TRACKING_URI`` and friends).
 
-        :raises MlflowConnectionError: ``MLFLOW_TRACKING_URI`` is not set. MLflow itself would silently fall back to
-            ``./mlflow.db`` in the current directory; two workers would then write two different stores.
+        This is the one place that reads them: the CLI, the Kedro hook and the dataset pass their explicit URIs as
+        ``tracking_uri``/``registry_uri`` and keep the credentials and HTTP settings exported for that server.
+
+        :param tracking_uri: use this tracking URI instead of ``MLFLOW_TRACKING_URI``.
+        :param registry_uri: use this registry URI instead of ``MLFLOW_REGISTRY_URI``.
+        :param default_max_retries: HTTP retries when ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` is not set (fail fast).
+        :raises MlflowConnectionError: no tracking URI. MLflow itself would silently fall back to ``./mlflow.db`` in
+            the current directory; two workers would then write two different stores.
         """
         env = os.environ if environ is None else environ
-        tracking_uri = env.get("MLFLOW_TRACKING_URI", "").strip()
+        tracking_uri = (tracking_uri or env.get("MLFLOW_TRACKING_URI", "")).strip()
         if not tracking_uri:
             raise MlflowConnectionError(
                 "No MLflow tracking server is configured: MLFLOW_TRACKING_URI is not set. Set it (e.g. "
                 "MLFLOW_TRACKING_URI=http://mlflow.internal:5000) or configure an `mlflow_default` Airflow "
                 "connection. airflow-kedro-mlflow never falls back to MLflow's implicit ./mlflow.db."
             )
+        max_retries = _number_from_env(env, "MLFLOW_HTTP_REQUEST_MAX_RETRIES", int)
         username = env.get("MLFLOW_TRACKING_USERNAME") or None
         password = env.get("MLFLOW_TRACKING_PASSWORD") or None
         if password is None and username is None:
             password = env.get("MLFLOW_TRACKING_TOKEN") or None
         return cls(
             tracking_uri=tracking_uri,
-            registry_uri=env.get("MLFLOW_REGISTRY_URI") or None,
+            registry_uri=registry_uri or env.get("MLFLOW_REGISTRY_URI") or None,
             username=username,
             password=password,
             insecure_tls=env.get("MLFLOW_TRACKING_INSECURE_TLS", "").strip().lower() in {"1", "true", "yes"},
             timeout=_number_from_env(env, "MLFLOW_HTTP_REQUEST_TIMEOUT", float),
-            max_retries=_number_from_env(env, "MLFLOW_HTTP_REQUEST_MAX_RETRIES", int),
+            max_retries=default_max_retries if max_retries is None else max_retries,
         )
 
     def with_credentials(self, username: str | None, password: str | None) -> TrackingConfig:
@@ -162,31 +175,33 @@ class TrackingConfig:
     def activate(self) -> Iterator[TrackingConfig]:
         """Point MLflow's fluent API and default clients at this server, for this process, until the block ends.
 
-        Sets the tracking and registry URIs (without credentials), the HTTP behaviour variables, and the
-        ``Authorization`` header through the request header provider; removes MLflow credential variables that
-        would otherwise override it. Everything is restored on exit, also on error. Nested activations stack.
+        Sets the tracking and registry URIs (without credentials) and the HTTP behaviour variables; with credentials,
+        names the origin-scoped auth plugin in ``MLFLOW_TRACKING_AUTH`` and removes MLflow credential variables that
+        would otherwise be sent to any host. Everything is restored on exit, also on error. Nested activations stack.
         """
         import mlflow
 
-        _ensure_header_provider_registered()
+        from airflow_kedro_mlflow.tracking.auth import PROVIDER_NAME, scoped_credentials
+
         saved_env = {name: os.environ.get(name) for name in _MANAGED_ENV}
         saved_tracking, saved_registry, saved_experiment = _fluent_state()
         for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"):
             os.environ.pop(name, None)
+        header = self._authorization_header()
+        _set_env("MLFLOW_TRACKING_AUTH", PROVIDER_NAME if header else None)
         _set_env("MLFLOW_TRACKING_INSECURE_TLS", "true" if self.insecure_tls else None)
         # MLflow parses the timeout as an int: round up so 0.5 s does not become "no timeout" (0).
         _set_env("MLFLOW_HTTP_REQUEST_TIMEOUT", None if self.timeout is None else str(math.ceil(float(self.timeout))))
         _set_env("MLFLOW_HTTP_REQUEST_MAX_RETRIES", None if self.max_retries is None else str(int(self.max_retries)))
-        with _LOCK:
-            _active_auth_headers.append(self._authorization_header())
         try:
-            mlflow.set_tracking_uri(self.tracking_uri)
-            mlflow.set_registry_uri(self.effective_registry_uri)
-            _set_active_experiment_id(None)  # an experiment chosen for another server means nothing here
-            yield self
+            with ExitStack() as stack:
+                if header:
+                    stack.enter_context(scoped_credentials([self.tracking_uri, self.effective_registry_uri], header))
+                mlflow.set_tracking_uri(self.tracking_uri)
+                mlflow.set_registry_uri(self.effective_registry_uri)
+                _set_active_experiment_id(None)  # an experiment chosen for another server means nothing here
+                yield self
         finally:
-            with _LOCK:
-                _active_auth_headers.pop()
             mlflow.set_tracking_uri(saved_tracking)
             mlflow.set_registry_uri(saved_registry)
             _set_active_experiment_id(saved_experiment)
@@ -210,13 +225,15 @@ class TrackingConfig:
 
         try:
             self.client().search_experiments(max_results=1)
-        except MlflowException as exc:
-            raise self.connection_error(exc) from exc
-        except OSError as exc:
+        except (MlflowException, OSError) as exc:
             raise self.connection_error(exc) from exc
 
-    def connection_error(self, exc: BaseException) -> MlflowConnectionError:
-        """Turn an MLflow/requests failure into an :class:`MlflowConnectionError` naming the public URI."""
+    def connection_error(self, exc: BaseException) -> MlflowConnectionError | MlflowServerUnavailableError:
+        """Turn an MLflow/requests failure into an error naming the public URI (never the credentials).
+
+        HTTP 401/403 is a configuration problem (:class:`MlflowConnectionError`, bad input); anything else means
+        the server cannot be reached or served the request (:class:`MlflowServerUnavailableError`, retry later).
+        """
         status = getattr(exc, "get_http_status_code", lambda: None)()
         message = str(exc)
         if self.password:
@@ -227,7 +244,7 @@ class TrackingConfig:
                 f"MLflow tracking server {self.public_uri} answered HTTP {status}: this client sent {what}. Set the "
                 f"connection's login/password (or a token in the password field). Server said: {message}"
             )
-        return MlflowConnectionError(
+        return MlflowServerUnavailableError(
             f"Cannot reach the MLflow tracking server at {self.public_uri}: {message}. Check that it is running and "
             "reachable from this worker (host, port, TLS); the task can be retried once it is back."
         )
@@ -262,7 +279,7 @@ class TrackingConfig:
         return f"Bearer {self.password}"
 
 
-def _number_from_env(env: Any, name: str, kind: type) -> Any:
+def _number_from_env(env: Mapping[str, str], name: str, kind: type) -> Any:
     raw = env.get(name, "").strip()
     if not raw:
         return None
@@ -304,101 +321,15 @@ def _set_active_experiment_id(experiment_id: str | None) -> None:
     fluent._active_experiment_id = experiment_id
 
 
-def _ensure_header_provider_registered() -> None:
-    """Register :class:`_AuthorizationHeaderProvider` with MLflow once per process.
+def same_tracking_uri(left: str, right: str) -> bool:
+    """Compare two tracking URIs as MLflow would reach them (credentials, case of the host and trailing '/' aside)."""
 
-    MLflow loads request header providers from the ``mlflow.request_header_provider`` entry point at import; adding
-    ours to the same registry at first use (MLflow's ``_request_header_provider_registry``, private) avoids making
-    every process that imports MLflow load this package. The provider is inert unless a config is active.
-    """
-    from mlflow.tracking.request_header.registry import _request_header_provider_registry
+    def canonical(uri: str) -> str:
+        uri = strip_userinfo(uri).rstrip("/")
+        scheme, sep, rest = uri.partition("://")
+        if not sep:
+            return uri
+        host, slash, path = rest.partition("/")
+        return f"{scheme.lower()}://{host.lower()}{slash}{path}"
 
-    with _LOCK:
-        if not any(isinstance(p, _provider_class()) for p in _request_header_provider_registry):
-            _request_header_provider_registry.register(_provider_class())
-
-
-_PROVIDER_CLASS: type | None = None
-
-
-def _provider_class() -> type:
-    """Build the provider class lazily: its base class lives in mlflow, which this module imports only on use."""
-    global _PROVIDER_CLASS  # noqa: PLW0603  (one class per process, so isinstance checks work)
-    if _PROVIDER_CLASS is None:
-        from mlflow.tracking.request_header.abstract_request_header_provider import RequestHeaderProvider
-
-        class _AuthorizationHeaderProvider(RequestHeaderProvider):
-            """Adds the active TrackingConfig's ``Authorization`` header to MLflow's HTTP requests."""
-
-            def in_context(self) -> bool:
-                return bool(_active_auth_headers) and _active_auth_headers[-1] is not None
-
-            def request_headers(self) -> dict[str, str]:
-                header = _active_auth_headers[-1] if _active_auth_headers else None
-                return {"Authorization": header} if header else {}
-
-        _PROVIDER_CLASS = _AuthorizationHeaderProvider
-    return _PROVIDER_CLASS
-
-
-def get_or_create_experiment(client: MlflowClient, name: str) -> str:
-    """Return the id of MLflow experiment ``name``, creating it when missing.
-
-    Two tasks creating the same experiment at once both end up with its one id. A deleted experiment is not
-    silently recreated (MLflow refuses the name anyway): the error says how to restore it.
-
-    :raises MlflowConnectionError: the experiment is deleted, or the server refused the call.
-    """
-    from mlflow.exceptions import MlflowException
-
-    try:
-        experiment = client.get_experiment_by_name(name)
-        if experiment is None:
-            try:
-                return client.create_experiment(name)
-            except MlflowException as exc:
-                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
-                    raise
-                experiment = client.get_experiment_by_name(name)
-    except MlflowException as exc:
-        raise MlflowConnectionError(f"could not get or create MLflow experiment {name!r}: {exc.message}") from exc
-    if experiment.lifecycle_stage == "deleted":
-        raise MlflowConnectionError(
-            f"MLflow experiment {name!r} is deleted. Restore it in the MLflow UI (or `mlflow experiments restore "
-            f"--experiment-id {experiment.experiment_id}`), or use another experiment name."
-        )
-    return experiment.experiment_id
-
-
-#: MLflow tags that identify one task of one orchestrated run: a run or model tagged with the same values was made
-#: by an earlier try of that task (training closes the runs killed tries left open; modelify reuses their model).
-RETRY_IDENTITY_TAGS = ("airflow.dag_id", "airflow.dag_run_id", "airflow.task_id")
-
-_MAX_PARAM_KEY_LENGTH = 250  # MLflow's limits (mlflow.utils.validation)
-_MAX_PARAM_VALUE_LENGTH = 6000
-
-
-def flatten_params(parameters: Mapping[str, Any]) -> dict[str, str]:
-    """Flatten nested Kedro params into MLflow params (``model.C``), with values cut to MLflow's length limit.
-
-    A name longer than MLflow allows is left out with a warning rather than failing the whole run.
-    """
-    flat: dict[str, str] = {}
-    _flatten("", parameters, flat)
-    return flat
-
-
-def _flatten(prefix: str, value: Any, into: dict[str, str]) -> None:
-    if isinstance(value, Mapping) and value:
-        for key, item in value.items():
-            _flatten(f"{prefix}.{key}" if prefix else str(key), item, into)
-        return
-    if not prefix:
-        return
-    if len(prefix) > _MAX_PARAM_KEY_LENGTH:
-        logger.warning("Kedro param %s... has a name longer than MLflow allows; not logged.", prefix[:60])
-        return
-    text = str(value)
-    if len(text) > _MAX_PARAM_VALUE_LENGTH:
-        text = text[: _MAX_PARAM_VALUE_LENGTH - 3] + "..."
-    into[prefix] = text
+    return canonical(left) == canonical(right)

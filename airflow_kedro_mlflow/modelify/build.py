@@ -1,0 +1,287 @@
+"""Build a ``KedroPipelineModel``, log it and register it: the one place, for modelify, the Kedro hook and the dataset.
+
+A model logged by any entry point therefore has the same artifacts, signature, environment (the project's package
+in ``code_paths``, pinned requirements), tags, idempotent registration and cleanup.
+
+The model is logged either into the MLflow run active in this process (the Kedro hook's run, a dataset saved during
+a hooked run) or *next to* an existing run given by id (modelify and its training run): then the logged model names
+that run as its source and is linked to it as an output, but the run itself is never resumed, so its status and
+times stay what training left.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow_kedro_mlflow.exceptions import MlflowRunConflictError, MlflowRunNotFoundError
+from airflow_kedro_mlflow.modelify.options import normalize_log_model_kwargs, with_default_environment
+from airflow_kedro_mlflow.modelify.result import ModelifyResult
+from airflow_kedro_mlflow.tracking.registry import (
+    delete_logged_model,
+    reconcile_logged_models,
+    register_version,
+    set_aliases,
+    validate_aliases,
+)
+from airflow_kedro_mlflow.tracking.tags import IDEMPOTENCY_TAG, clean_tags, idempotency_token
+
+if TYPE_CHECKING:
+    from kedro.io import CatalogProtocol
+    from kedro.pipeline import Pipeline
+    from mlflow import MlflowClient
+    from mlflow.models import ModelSignature
+
+    from airflow_kedro_mlflow.model import KedroPipelineModel
+    from airflow_kedro_mlflow.tracking import TrackingConfig
+
+logger = logging.getLogger(__name__)
+
+
+def log_pipeline_model(
+    pipeline: Pipeline,
+    catalog: CatalogProtocol,
+    *,
+    input_name: str | None = None,
+    registered_model_name: str | None = None,
+    aliases: Sequence[str] = (),
+    copy_mode: str | Mapping[str, str] | None = None,
+    kpm_kwargs: Mapping[str, Any] | None = None,
+    log_model_kwargs: Mapping[str, Any] | None = None,
+    artifacts: tuple[Mapping[str, str], Mapping[str, str]] | None = None,
+    input_data: Any = None,
+    signature: ModelSignature | None = None,
+    project_package: str | None = None,
+    mlflow_tags: Mapping[str, Any] | None = None,
+    idempotency_key: Mapping[str, Any] | None = None,
+    tracking: TrackingConfig | None = None,
+    run_id: str | None = None,
+) -> ModelifyResult:
+    """Log the inference pipeline of ``pipeline`` as a ``KedroPipelineModel``, and register it when asked.
+
+    The caller owns the tracking URIs (``TrackingConfig.activate()``). With ``run_id`` the model is logged next to
+    that run without resuming it; without, into the active run. It registers a version when
+    ``registered_model_name`` is given (also from ``log_model_kwargs``) and moves ``aliases`` onto it. If logging
+    fails, the partially created logged model is deleted and no version is registered.
+
+    :param pipeline: a ``PipelineML`` (ours or kedro-mlflow's: anything with ``inference`` and ``input_name``), or a
+        plain inference ``Pipeline`` together with ``input_name``.
+    :param catalog: the catalog the artifacts are read from (the project's, or the run's after ``kedro run``).
+    :param artifacts: ``({name: local path}, {name: sha256})`` fetched elsewhere (see
+        :func:`~airflow_kedro_mlflow.modelify.resolve_training_artifacts`); else the artifacts are extracted from
+        ``catalog`` and must exist.
+    :param input_data: training input data for ``signature="auto"``; loaded from ``catalog`` when None.
+    :param signature: a signature recorded at training time, used for ``signature="auto"`` before inferring one.
+    :param project_package: the Kedro project's package, shipped with ``code_paths`` and used for requirements.
+    :param mlflow_tags: tags for the logged model and the model version (a run's tags are its owner's).
+    :param idempotency_key: recorded (hashed) as a tag so a retry finds this model; racing tries converge on one.
+    :param tracking: only used for browser links in the result.
+    :param run_id: log next to this run (its source run) instead of into the active run.
+    :raises ArtifactNotFoundError: an artifact is not persisted or its file does not exist yet.
+    :raises ModelRegistrationError: the name or an alias is invalid, or the registry refused the version.
+    :raises MlflowRunNotFoundError: neither ``run_id`` nor an active run.
+    """
+    import mlflow
+
+    from airflow_kedro_mlflow.model import KedroPipelineModel
+
+    options = normalize_log_model_kwargs(log_model_kwargs, registered_model_name)
+    alias_list = validate_aliases(aliases, options.registered_model_name)
+    active = mlflow.active_run()
+    if run_id is None and active is None:
+        raise MlflowRunNotFoundError(
+            "log_pipeline_model needs an MLflow run: call it inside mlflow.start_run(), pass run_id, or use "
+            "modelify() which takes care of it."
+        )
+    if run_id is not None and active is not None and active.info.run_id != run_id:
+        raise MlflowRunConflictError(
+            f"MLflow run {active.info.run_id} is active in this process, so the model cannot be logged next to run "
+            f"{run_id}: MLflow would link it to the active run. End the active run first, or drop run_id."
+        )
+    client = mlflow.MlflowClient()
+    source_run_id = run_id or active.info.run_id  # type: ignore[union-attr]
+    experiment_id = client.get_run(source_run_id).info.experiment_id
+
+    model_kwargs: dict[str, Any] = dict(kpm_kwargs or {})
+    if copy_mode is not None:
+        model_kwargs["copy_mode"] = copy_mode
+    if input_name is not None:
+        model_kwargs["input_name"] = input_name
+    model = KedroPipelineModel(pipeline, catalog, **model_kwargs)
+
+    tags = clean_tags(mlflow_tags)
+    token = idempotency_token(idempotency_key) if idempotency_key else None
+    if token is not None:
+        tags[IDEMPOTENCY_TAG] = token
+
+    with tempfile.TemporaryDirectory(prefix="akm-params-") as params_dir:
+        if artifacts is not None:
+            # Files fetched elsewhere (the training task's), checked against their recorded hashes; what they do not
+            # cover (params of this session) is still extracted from the catalog below.
+            paths, hashes = artifacts
+            needed = set(model.artifact_names)
+            model.set_artifacts(
+                {name: path for name, path in paths.items() if name in needed},
+                {name: digest for name, digest in hashes.items() if name in needed},
+            )
+        artifact_paths = model.extract_pipeline_artifacts(params_dir)
+        resolved_signature = _resolve_signature(
+            options.signature, recorded=signature, input_data=input_data, model=model, catalog=catalog
+        )
+        logger.info(
+            "Logging the inference pipeline as MLflow model %r of run %s (%d artifacts: %s)",
+            options.name,
+            source_run_id,
+            len(artifact_paths),
+            ", ".join(sorted(artifact_paths)),
+        )
+        model_id = _log_model(
+            client,
+            model,
+            name=options.name,
+            artifacts=artifact_paths,
+            signature=resolved_signature,
+            tags=tags,
+            log_kwargs=with_default_environment(options.passthrough, project_package),
+            experiment_id=experiment_id,
+            run_id=source_run_id,
+            linked_externally=active is None,
+        )
+    if token is not None:
+        model_id = reconcile_logged_models(client, experiment_id, token, model_id)
+
+    result = ModelifyResult(
+        model_uri=f"models:/{model_id}",
+        run_id=source_run_id,
+        experiment_id=experiment_id,
+        model_id=model_id,
+        run_url=tracking.run_url(experiment_id, source_run_id) if tracking is not None else None,
+    )
+    if options.registered_model_name is not None:
+        try:
+            register_logged_model(result, options.registered_model_name, alias_list, tags=tags, client=client,
+                                  tracking=tracking)  # fmt: skip
+        except Exception:
+            if token is not None:
+                logger.warning(
+                    "Registering failed; model %s stays logged so that a retry with the same idempotency key "
+                    "registers it instead of logging another one.",
+                    model_id,
+                )
+            else:
+                delete_logged_model(client, model_id)
+            raise
+    return result
+
+
+def register_logged_model(
+    result: ModelifyResult,
+    registered_model_name: str,
+    aliases: Sequence[str],
+    *,
+    tags: Mapping[str, str],
+    client: MlflowClient,
+    tracking: TrackingConfig | None = None,
+) -> ModelifyResult:
+    """Register ``result``'s logged model as a version of ``registered_model_name`` (once per key) and set aliases.
+
+    Updates ``result`` in place and returns it.
+    """
+    if result.model_id is None:
+        raise MlflowRunNotFoundError(f"{result.model_uri} has no logged model id to register.")
+    version = register_version(client, result.model_id, registered_model_name, tags=dict(tags))
+    set_aliases(client, registered_model_name, str(version.version), aliases)
+    result.registered_model_name = registered_model_name
+    result.version = str(version.version)
+    result.aliases = list(aliases)
+    result.model_uri = f"models:/{registered_model_name}/{version.version}"
+    if tracking is not None:
+        result.model_version_url = tracking.model_version_url(registered_model_name, str(version.version))
+    return result
+
+
+def _log_model(
+    client: MlflowClient,
+    model: KedroPipelineModel,
+    *,
+    name: str,
+    artifacts: Mapping[str, str],
+    signature: ModelSignature | None,
+    tags: Mapping[str, str],
+    log_kwargs: Mapping[str, Any],
+    experiment_id: str,
+    run_id: str,
+    linked_externally: bool,
+) -> str:
+    """Log the model; return its id. A failure deletes the logged model, so nothing half-logged stays behind.
+
+    The logged model is created here, with the run as its source, so its id is known before anything is uploaded
+    (and a failure deletes exactly it, never a racing try's model). ``linked_externally``: the run is not active
+    in this process, so it is linked to the model as an output by hand instead of letting MLflow resume the run
+    (which would set it RUNNING and rewrite its end time).
+    """
+    import mlflow
+    from mlflow.entities import LoggedModelOutput
+
+    model_id = client.create_logged_model(
+        experiment_id, name=name, source_run_id=run_id, tags=dict(tags) or None
+    ).model_id
+    try:
+        mlflow.pyfunc.log_model(
+            name=name,
+            python_model=model,
+            artifacts=dict(artifacts),
+            signature=signature,
+            model_id=model_id,
+            **log_kwargs,
+        )
+        if linked_externally:
+            client.log_outputs(run_id, [LoggedModelOutput(model_id, step=0)])
+    except BaseException:
+        delete_logged_model(client, model_id)
+        raise
+    return str(model_id)
+
+
+def _resolve_signature(
+    requested: Any,
+    *,
+    recorded: ModelSignature | None,
+    input_data: Any,
+    model: KedroPipelineModel,
+    catalog: CatalogProtocol,
+) -> ModelSignature | None:
+    """Turn ``signature="auto"`` into a signature: the one training recorded, else inferred from the input data."""
+    if not (isinstance(requested, str) and requested == "auto"):
+        return requested
+    if recorded is not None:
+        return recorded
+    from airflow_kedro_mlflow.model import infer_model_signature
+
+    if input_data is None:
+        input_data = _load_input_data(catalog, model.input_name)
+    if input_data is None:
+        logger.warning(
+            "signature='auto': dataset %r cannot be loaded from the catalog (not persisted, or not written yet), so "
+            "the model is logged without a signature and its params cannot be overridden at predict time. Persist "
+            "%r in the catalog, or pass log_model_kwargs={'signature': ...}.",
+            model.input_name,
+            model.input_name,
+        )
+        return None
+    return infer_model_signature(input_data, model.inference, catalog)
+
+
+def _load_input_data(catalog: CatalogProtocol, input_name: str) -> Any:
+    from kedro.io import MemoryDataset
+
+    if input_name not in catalog:
+        return None
+    dataset = catalog.get(input_name) if hasattr(catalog, "get") else None
+    if isinstance(dataset, MemoryDataset):
+        return None
+    if hasattr(dataset, "exists") and not dataset.exists():
+        return None
+    return catalog.load(input_name)

@@ -1,0 +1,191 @@
+"""MLflow experiments and runs: the one run lifecycle used by training, modelify, the Kedro hook and the dataset.
+
+:func:`run_scope` has one set of rules for every caller:
+
+- an MLflow run already active in this process (``kedro run`` inside ``mlflow.start_run()``, a dataset saved during a
+  hooked run) is used as it is and never ended here; it only gets the tags it lacks;
+- a ``run_id`` is resumed and ended afterwards (a shared run: the caller's work *is* that run's work);
+- otherwise a new run is started in the experiment;
+- a run this scope started or resumed ends ``FINISHED``, or ``FAILED`` when the block raised anything, a killed task
+  included (Airflow raises a ``BaseException`` into it). ``delete_on_failure`` deletes a run the scope created, so a
+  failed call leaves no empty run behind.
+
+Logging a model next to an existing run without touching it (modelify and the training run) does not need a scope
+at all: see :mod:`airflow_kedro_mlflow.modelify.logging`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from airflow_kedro_mlflow.exceptions import MlflowConnectionError, MlflowRunConflictError, MlflowRunNotFoundError
+from airflow_kedro_mlflow.tracking.tags import FAILED_REASON_TAG, RETRY_IDENTITY_TAGS, clean_tags
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
+
+logger = logging.getLogger(__name__)
+
+_NOT_FOUND_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"})
+
+
+def get_or_create_experiment(client: MlflowClient, name: str) -> str:
+    """Return the id of MLflow experiment ``name``, creating it when missing.
+
+    Two tasks creating the same experiment at once both end up with its one id. A deleted experiment is not
+    silently recreated (MLflow refuses the name anyway): the error says how to restore it.
+
+    :raises MlflowConnectionError: the experiment is deleted, or the server refused the call.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            try:
+                return client.create_experiment(name)
+            except MlflowException as exc:
+                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+                experiment = client.get_experiment_by_name(name)
+    except MlflowException as exc:
+        raise MlflowConnectionError(f"could not get or create MLflow experiment {name!r}: {exc.message}") from exc
+    if experiment is None or experiment.lifecycle_stage == "deleted":
+        raise MlflowConnectionError(
+            f"MLflow experiment {name!r} is deleted. Restore it in the MLflow UI (or `mlflow experiments restore "
+            f"--experiment-id {getattr(experiment, 'experiment_id', '?')}`), or use another experiment name."
+        )
+    return str(experiment.experiment_id)
+
+
+def get_run(client: MlflowClient, run_id: str) -> Run:
+    """Return run ``run_id``; a missing or deleted run is a :class:`MlflowRunNotFoundError` saying what to pass.
+
+    Other failures (server down, credentials refused) propagate as MLflow raised them, for the caller to wrap.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run = client.get_run(run_id)
+    except MlflowException as exc:
+        if (getattr(exc, "error_code", "") or "") in _NOT_FOUND_CODES:
+            raise MlflowRunNotFoundError(
+                f"MLflow run {run_id!r} does not exist on this tracking server. Pass the id of an existing run "
+                "(see the MLflow UI), or leave run_id unset to start a new run."
+            ) from exc
+        raise
+    if run.info.lifecycle_stage == "deleted":
+        raise MlflowRunNotFoundError(
+            f"MLflow run {run_id!r} is deleted. Restore it in the MLflow UI, or leave run_id unset to start a new run."
+        )
+    return run
+
+
+@contextmanager
+def run_scope(
+    client: MlflowClient,
+    *,
+    run_id: str | None = None,
+    experiment_id: str | None = None,
+    run_name: str | None = None,
+    tags: Mapping[str, object] | None = None,
+    delete_on_failure: bool = False,
+) -> Iterator[Run]:
+    """Make an MLflow run active for the block, by the rules of this module; yield it.
+
+    :param client: a client of the same server as MLflow's fluent API (inside ``TrackingConfig.activate()``).
+    :param run_id: resume this run; it must exist.
+    :param experiment_id: experiment of a new run; required unless a run is active or ``run_id`` is given.
+    :param tags: set on a new run; a joined or resumed run only gets the ones it lacks (what an earlier step
+        recorded, e.g. the task id of the try that trained, is never overwritten).
+    :param delete_on_failure: delete a run this scope created when the block raises.
+    :raises MlflowRunConflictError: another run than ``run_id`` is active in this process.
+    :raises MlflowRunNotFoundError: ``run_id`` does not exist.
+    """
+    import mlflow
+
+    wanted = clean_tags(tags)
+    active = mlflow.active_run()
+    if active is not None:
+        if run_id not in (None, active.info.run_id):
+            raise MlflowRunConflictError(
+                f"MLflow run {active.info.run_id} is already active in this process, so run {run_id} cannot be "
+                f"used. End the active run first, or pass run_id={active.info.run_id!r}."
+            )
+        joined = client.get_run(active.info.run_id)
+        _add_missing_tags(client, joined, wanted)
+        yield joined
+        return
+    if run_id is not None:
+        existing = get_run(client, run_id)
+        mlflow.start_run(run_id=run_id)
+        _add_missing_tags(client, existing, wanted)
+        created = False
+    else:
+        if experiment_id is None:
+            raise MlflowRunConflictError("run_scope needs an experiment_id to start a new MLflow run.")
+        mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=wanted or None)
+        created = True
+    started = mlflow.active_run()
+    assert started is not None  # start_run just made it active
+    run_id = started.info.run_id
+    try:
+        yield client.get_run(run_id)
+    except BaseException:
+        mlflow.end_run(status="FAILED")
+        if created and delete_on_failure:
+            _delete_run(client, run_id)
+        raise
+    mlflow.end_run(status="FINISHED")
+
+
+def fail_superseded_runs(client: MlflowClient, experiment_id: str, tags: Mapping[str, str]) -> list[str]:
+    """Mark FAILED the runs an earlier, killed try of this same task left RUNNING; return their ids.
+
+    A worker killed with SIGKILL (OOM, node lost) cannot end its MLflow run; the retry is the first code that runs
+    for that task again, and only one try of a task (dag, dag run, task, *map index*) runs at a time, so any RUNNING
+    run with the same identity and an earlier try number belongs to a dead try. Runs of other mapped instances of the
+    same task, or of a later try, are never touched.
+    """
+    from airflow_kedro_mlflow.tracking.tags import identity_token_tags, try_number
+
+    identity = identity_token_tags(tags)
+    if identity is None or any("'" in value for value in identity.values()):  # a quote cannot go in the filter
+        return []
+    current_try = try_number(tags)
+    conditions = [f"tags.`{key}` = '{identity[key]}'" for key in RETRY_IDENTITY_TAGS]
+    conditions.append("attributes.status = 'RUNNING'")
+    failed = []
+    for stale in client.search_runs([experiment_id], filter_string=" and ".join(conditions), max_results=100):
+        stale_try = try_number(stale.data.tags)
+        if current_try is not None and stale_try is not None and stale_try >= current_try:
+            continue
+        client.set_tag(stale.info.run_id, FAILED_REASON_TAG, "superseded by a retry of this task")
+        client.set_terminated(stale.info.run_id, status="FAILED")
+        logger.warning(
+            "MLflow run %s of an earlier try of this task was still RUNNING (its worker died): marked FAILED.",
+            stale.info.run_id,
+        )
+        failed.append(stale.info.run_id)
+    return failed
+
+
+def _add_missing_tags(client: MlflowClient, run: Run, tags: Mapping[str, str]) -> None:
+    missing = {key: value for key, value in tags.items() if key not in run.data.tags}
+    for key, value in missing.items():
+        client.set_tag(run.info.run_id, key, value)
+
+
+def _delete_run(client: MlflowClient, run_id: str) -> None:
+    """Best-effort cleanup after a failure: the original error matters more than a failed delete."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.delete_run(run_id)
+        logger.info("Deleted MLflow run %s created by this failed call", run_id)
+    except MlflowException as exc:
+        logger.warning("Could not delete MLflow run %s after a failure: %s", run_id, exc.message)
