@@ -41,6 +41,7 @@ _MANAGED_ENV = (
     # mlflow.set_experiment() exports the id; left behind it would point the next server's runs at a foreign id
     "MLFLOW_EXPERIMENT_ID",
     "MLFLOW_EXPERIMENT_NAME",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT",
 )
 
 #: HTTP retries when the caller sets none (connection extra, ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``): MLflow's own
@@ -175,7 +176,8 @@ class TrackingConfig:
     def activate(self) -> Iterator[TrackingConfig]:
         """Point MLflow's fluent API and default clients at this server, for this process, until the block ends.
 
-        Sets the tracking and registry URIs (without credentials) and the HTTP behaviour variables; with credentials,
+        Sets the tracking and registry URIs (without credentials), the HTTP behaviour variables and
+        ``MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT`` (no "View run at" lines on stdout); with credentials,
         names the origin-scoped auth plugin in ``MLFLOW_TRACKING_AUTH`` and removes MLflow credential variables that
         would otherwise be sent to any host. Everything is restored on exit, also on error. Nested activations stack.
         """
@@ -189,6 +191,9 @@ class TrackingConfig:
             os.environ.pop(name, None)
         header = self._authorization_header()
         _set_env("MLFLOW_TRACKING_AUTH", PROVIDER_NAME if header else None)
+        # MLflow prints "View run at <url>" to stdout when a run ends: noise in task logs, and it would break the
+        # CLI's one-JSON-object --json output.
+        _set_env("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         _set_env("MLFLOW_TRACKING_INSECURE_TLS", "true" if self.insecure_tls else None)
         # MLflow parses the timeout as an int: round up so 0.5 s does not become "no timeout" (0).
         _set_env("MLFLOW_HTTP_REQUEST_TIMEOUT", None if self.timeout is None else str(math.ceil(float(self.timeout))))
