@@ -2,10 +2,14 @@
 
 Registering is race-safe without a lock (MLflow's registry has none): two tries of one task may run at once (a
 worker wrongly declared dead), and "find a version for this key, else register one" is check-then-act. So every
-registration *reconciles* after registering: the versions carrying the same idempotency tag are listed, the oldest
-READY one wins, and a racer whose own version lost deletes it and reports the winner. Versions get increasing numbers
-and each racer lists after its own registration, so every racer that finishes reports the same version. Logged models
-are reconciled the same way (oldest wins) by :func:`reconcile_logged_models`.
+registration *reconciles* after registering (:func:`reconcile_version`): the versions carrying the same idempotency
+tag are listed, the lowest-numbered one wins, and a racer whose own version lost deletes it and reports the winner.
+The registry numbers versions in creation order and creates a version together with its tags, and each racer lists
+after its own registration, so every racer that finishes sees the same lowest version; nobody deletes it, since its
+owner sees no lower one. Each racer only ever deletes what it created itself.
+
+Logged models without a registration are reconciled the same way (oldest READY wins) by
+:func:`reconcile_logged_models`; when a version is registered, the version decides which logged model stays.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import logging
 import posixpath
 import re
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -92,8 +97,9 @@ def register_version(
 ) -> ModelVersion:
     """Register logged model ``model_id`` as a version of ``registered_model_name`` exactly once per idempotency tag.
 
-    A version already registered for the same :data:`IDEMPOTENCY_TAG` is reused; otherwise one is registered and
-    racing registrations are reconciled (see the module docstring).
+    A version already registered for the same :data:`IDEMPOTENCY_TAG` is reused (it may hold another logged model,
+    see :func:`version_model_id`); otherwise one is registered and racing registrations are reconciled (see the
+    module docstring).
 
     :raises ModelRegistrationError: the registry refused the version.
     """
@@ -101,34 +107,58 @@ def register_version(
     from mlflow.exceptions import MlflowException
 
     token = tags.get(IDEMPOTENCY_TAG)
-    if token is not None:
-        existing = find_version(client, registered_model_name, token)
-        if existing is not None:
-            logger.info(
-                "Reusing version %s of %r registered by an earlier try", existing.version, registered_model_name
-            )
-            return existing
     try:
+        if token is not None:
+            existing = find_version(client, registered_model_name, token)
+            if existing is not None:
+                logger.info(
+                    "Reusing version %s of %r registered by an earlier try", existing.version, registered_model_name
+                )
+                return existing
         version = mlflow.register_model(f"models:/{model_id}", registered_model_name, tags=dict(tags) or None)
+        if token is None:
+            return version
+        return reconcile_version(client, registered_model_name, token, version)
     except (MlflowException, OSError) as exc:
         raise ModelRegistrationError(
             f"could not register model {model_id} as {registered_model_name!r} in the MLflow registry: "
             f"{getattr(exc, 'message', None) or exc}. Check the registry URI and that the registry is reachable, "
             "then retry."
         ) from exc
-    if token is None:
-        return version
+
+
+def reconcile_version(client: MlflowClient, registered_model_name: str, token: str, own: ModelVersion) -> ModelVersion:
+    """After registering ``own`` for ``token``: return the version every racer agrees on, deleting ``own`` if it lost.
+
+    The winner is the lowest-numbered version carrying the token (see the module docstring for why all racers agree).
+    """
     winner = find_version(client, registered_model_name, token)
-    if winner is not None and str(winner.version) != str(version.version):
-        logger.warning(
-            "A racing try registered version %s of %r for the same task first; deleting this try's version %s.",
-            winner.version,
-            registered_model_name,
-            version.version,
-        )
-        _delete_version(client, registered_model_name, str(version.version))
-        return winner
-    return version
+    if winner is None or str(winner.version) == str(own.version):
+        return own
+    logger.warning(
+        "A racing try registered version %s of %r for the same task first; deleting this try's version %s.",
+        winner.version,
+        registered_model_name,
+        own.version,
+    )
+    _delete_version(client, registered_model_name, str(own.version))
+    return winner
+
+
+def version_model_id(version: ModelVersion) -> str | None:
+    """The id of the logged model ``version`` was registered from, or None when it was not a logged model.
+
+    MLflow's SQL registry does not return ``model_id`` on versions, but the source of a version registered from
+    ``models:/<model_id>`` is exactly that URI.
+    """
+    model_id = getattr(version, "model_id", None)
+    if model_id:
+        return str(model_id)
+    source = str(getattr(version, "source", "") or "")
+    prefix = "models:/"
+    if source.startswith(prefix) and "/" not in source[len(prefix) :]:
+        return source[len(prefix) :] or None
+    return None
 
 
 def set_aliases(client: MlflowClient, registered_model_name: str, version: str, aliases: Sequence[str]) -> None:
@@ -148,7 +178,10 @@ def set_aliases(client: MlflowClient, registered_model_name: str, version: str, 
 
 
 def find_version(client: MlflowClient, registered_model_name: str, token: str) -> ModelVersion | None:
-    """The version registered for idempotency ``token``: the oldest READY one (else the oldest), or None."""
+    """The version registered for idempotency ``token`` (the lowest-numbered one), or None.
+
+    :raises MlflowException: the registry could not be searched (other than "no such registered model").
+    """
     from mlflow.exceptions import MlflowException
 
     escaped = registered_model_name.replace("'", "\\'")
@@ -158,8 +191,7 @@ def find_version(client: MlflowClient, registered_model_name: str, token: str) -
         if (getattr(exc, "error_code", "") or "") == "RESOURCE_DOES_NOT_EXIST":
             return None
         raise
-    candidates = [v for v in versions if v.status == "READY"] or list(versions)
-    return min(candidates, key=lambda v: int(v.version)) if candidates else None
+    return min(versions, key=lambda v: int(v.version)) if versions else None
 
 
 def search_logged_models(client: MlflowClient, experiment_id: str, filter_string: str) -> list[LoggedModel]:
@@ -187,14 +219,44 @@ def is_ready(model: LoggedModel) -> bool:
     return str(model.status).upper().endswith("READY")
 
 
-def reconcile_logged_models(client: MlflowClient, experiment_id: str, token: str, own_model_id: str) -> str:
-    """After logging ``own_model_id``: return the oldest READY model for ``token``, deleting ours if it lost."""
-    ready = [model for model in logged_models_for(client, experiment_id, token) if is_ready(model)]
+def is_pending(model: LoggedModel) -> bool:
+    """Whether a logged model is still uploading, or was left so by a process that died while uploading it."""
+    return str(model.status).upper().endswith("PENDING")
+
+
+#: How long a racer that finished logging waits for an older model of the same key that is still uploading.
+RACER_WAIT_S = 60.0
+
+
+def reconcile_logged_models(
+    client: MlflowClient,
+    experiment_id: str,
+    token: str,
+    own_model_id: str,
+    *,
+    wait_s: float = RACER_WAIT_S,
+    poll_s: float = 1.0,
+) -> str:
+    """After logging ``own_model_id`` (READY): return the oldest READY model for ``token``, deleting ours if it lost.
+
+    A model created before ours but still uploading belongs to a racing try: if it were ignored, that racer would
+    later find *its* model the oldest READY one and keep it too. So wait (at most ``wait_s``) until no older model
+    is PENDING; one that stays PENDING longer is taken as abandoned (a killed try, deleted by the next retry).
+    Call it only when no version is registered: then the version decides (:func:`reconcile_version`).
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        models = logged_models_for(client, experiment_id, token)
+        own_index = next((i for i, model in enumerate(models) if model.model_id == own_model_id), len(models))
+        if not any(is_pending(model) for model in models[:own_index]) or time.monotonic() >= deadline:
+            break
+        time.sleep(poll_s)
+    ready = [model for model in models if is_ready(model)]
     winner = ready[0].model_id if ready else own_model_id
     if winner != own_model_id:
         logger.warning("A racing try logged model %s for the same task first; deleting this try's model.", winner)
         delete_logged_model(client, own_model_id)
-    return winner
+    return str(winner)
 
 
 def delete_logged_model(client: MlflowClient, model_id: str) -> None:
@@ -213,5 +275,10 @@ def _delete_version(client: MlflowClient, registered_model_name: str, version: s
 
     try:
         client.delete_model_version(registered_model_name, version)
-    except MlflowException as exc:
-        logger.warning("Could not delete version %s of %r: %s", version, registered_model_name, exc.message)
+    except (MlflowException, OSError) as exc:
+        logger.warning(
+            "Could not delete version %s of %r: %s",
+            version,
+            registered_model_name,
+            getattr(exc, "message", None) or exc,
+        )
