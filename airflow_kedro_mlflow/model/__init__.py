@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from airflow_kedro_mlflow.model.artifacts import sha256_path
-from airflow_kedro_mlflow.model.kedro_pipeline_model import KedroPipelineModel
+from airflow_kedro_mlflow.model.kedro_pipeline_model import KedroPipelineModel, KedroPipelineModelInputError
 from airflow_kedro_mlflow.model.requirements import (
     default_pip_requirements,
     model_code_paths,
@@ -13,6 +13,7 @@ from airflow_kedro_mlflow.model.signature import infer_model_signature
 
 __all__ = [
     "KedroPipelineModel",
+    "KedroPipelineModelInputError",
     "default_pip_requirements",
     "infer_model_signature",
     "model_code_paths",

@@ -82,8 +82,8 @@ _ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])/(?:[^\s'\"/]+/)+[^\s'\",;)]*")
 _CAUSE_MAX_CHARS = 300
 
 
-# MOVE TO exceptions.py -- pending: exceptions.py is imported by the Airflow layer at module level and must not
-# import mlflow, which this class subclasses (see the helper's report).
+# The one error class outside exceptions.py: it must subclass MlflowException (so MLflow's scoring server answers a
+# clean 400), and exceptions.py is imported by the Airflow layer at DAG-parse time, where mlflow must not be.
 class KedroPipelineModelInputError(KedroPipelineModelError, MlflowException):
     """A predict call's input (data or params) cannot go through the inference pipeline.
 
@@ -443,13 +443,14 @@ def _is_empty(model_input: Any) -> bool:
     Other inputs (Spark, dask, pandas-on-Spark) are never counted: their size may cost a full computation, and the
     node functions decide what to do with them.
     """
-    if isinstance(model_input, list | dict):
-        return not model_input
-    pandas, numpy = sys.modules.get("pandas"), sys.modules.get("numpy")
-    if pandas is not None and isinstance(model_input, pandas.DataFrame | pandas.Series):
+    pandas = sys.modules.get("pandas")  # a value can only be of a type whose module is already imported
+    if pandas is not None and isinstance(model_input, (pandas.DataFrame, pandas.Series)):
         return len(model_input.index) == 0
+    numpy = sys.modules.get("numpy")
     if numpy is not None and isinstance(model_input, numpy.ndarray):
         return model_input.ndim > 0 and model_input.shape[0] == 0
+    if isinstance(model_input, (list, dict)):
+        return not model_input
     return False
 
 

@@ -28,7 +28,9 @@ from tests.unit.model.classifier_pipeline import (
 def log(model: KedroPipelineModel, signature, tracking_uri: str, folder: Path) -> str:
     """Log ``model`` in a new run of the store at ``tracking_uri``; return its model URI."""
     mlflow.set_tracking_uri(tracking_uri)
-    with mlflow.start_run():
+    # An explicit artifact location: a sqlite store's default experiment keeps artifacts in ./mlruns of the cwd.
+    experiment_id = mlflow.MlflowClient().create_experiment("logged", artifact_location=(folder / "mlruns").as_uri())
+    with mlflow.start_run(experiment_id=experiment_id):
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=model,
