@@ -236,7 +236,7 @@ class PipelineMLHook:
         ran = {node.name for node in pipeline.nodes}
         for name in names:
             candidate = pipelines.get(name)
-            if not is_pipeline_ml(candidate):
+            if candidate is None or not is_pipeline_ml(candidate):
                 continue
             training_nodes = {node.name for node in candidate.training.nodes}
             skipped = sorted(training_nodes - ran)
@@ -255,7 +255,9 @@ class PipelineMLHook:
     def _experiment_id(self, tracking: TrackingConfig) -> str:
         import kedro.framework.project as kedro_project
 
-        name = self.experiment_name or os.environ.get("MLFLOW_EXPERIMENT_NAME") or kedro_project.PACKAGE_NAME
+        name = (
+            self.experiment_name or os.environ.get("MLFLOW_EXPERIMENT_NAME") or kedro_project.PACKAGE_NAME or "Default"
+        )
         return get_or_create_experiment(tracking.client(), name)
 
 

@@ -189,7 +189,7 @@ def _reconcile(client: MlflowClient, name: str, alias: str, metric: str, greater
                 continue
             if best is None or best_value is None or _better(offered_value, best_value, greater_is_better):
                 best, best_value = offered, offered_value
-        if best == holder:
+        if best is None or best == holder:
             return holder
         logger.info("Reconciling racing promotions of %s: alias %r moves to version %s", name, alias, best)
         client.set_registered_model_alias(name, alias, best)

@@ -15,16 +15,45 @@ workflow by default, or any MLflow flavor's ``log_model``). It replaces kedro-ml
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
+import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from copy import deepcopy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kedro.io import AbstractDataset, DatasetError
 
+from airflow_kedro_mlflow.tracking.tags import (
+    DAG_ID_TAG,
+    DAG_RUN_ID_TAG,
+    GIT_DIRTY_TAG,
+    GIT_SHA_TAG,
+    KEDRO_ENV_TAG,
+    KEDRO_PIPELINE_TAG,
+    KEDRO_SESSION_TAG,
+    MAP_INDEX_TAG,
+    TASK_ID_TAG,
+    TRY_NUMBER_TAG,
+)
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
+
+    from airflow_kedro_mlflow.model import KedroPipelineModel
+    from airflow_kedro_mlflow.modelify.result import ModelifyResult
+
 logger = logging.getLogger(__name__)
+
+#: Tags of the run a model is saved in that the logged model and its version inherit, as modelify tags them.
+LINEAGE_TAGS = frozenset(
+    {DAG_ID_TAG, DAG_RUN_ID_TAG, TASK_ID_TAG, MAP_INDEX_TAG, TRY_NUMBER_TAG, KEDRO_ENV_TAG, KEDRO_PIPELINE_TAG,
+     KEDRO_SESSION_TAG, GIT_SHA_TAG, GIT_DIRTY_TAG}
+)  # fmt: skip
 
 _PYFUNC = "mlflow.pyfunc"
 _WORKFLOWS = ("python_model",)
@@ -54,7 +83,9 @@ class MlflowModelDataset(AbstractDataset[Any, Any]):
     :param registry_uri: MLflow registry URI; default: the tracking URI.
     :param load_args: extra arguments of ``<flavor>.load_model``.
     :param save_args: extra arguments of ``<flavor>.log_model`` (``signature``, ``pip_requirements``…). For the pyfunc
-        flavor kedro, kedro-datasets and mlflow are pinned unless ``pip_requirements`` or ``conda_env`` is given.
+        flavor kedro, kedro-datasets and mlflow are pinned unless ``pip_requirements`` or ``conda_env`` is given; a
+        ``KedroPipelineModel`` takes modelify's ``log_model_kwargs`` (``signature="auto"`` by default, the project's
+        package shipped with ``code_paths``).
     :param metadata: free-form metadata, ignored by Kedro (Kedro-Viz and plugins read it).
     """
 
@@ -110,8 +141,8 @@ class MlflowModelDataset(AbstractDataset[Any, Any]):
         self._pyfunc_workflow = pyfunc_workflow
         self._tracking_uri = tracking_uri
         self._registry_uri = registry_uri
-        self._load_args = deepcopy(load_args) or {}
-        self._save_args = deepcopy(save_args) or {}
+        self._load_args = deepcopy(load_args or {})
+        self._save_args = deepcopy(save_args or {})
         self.metadata = metadata
         self._flavor_module()  # fail at catalog creation, not at the first load
 
@@ -152,39 +183,130 @@ class MlflowModelDataset(AbstractDataset[Any, Any]):
                 ) from exc
 
     def save(self, data: Any) -> None:
-        """Log ``data`` as a model (and register it when ``registered_model_name`` is set); loads then return it."""
+        """Log ``data`` as a model (and register it when ``registered_model_name`` is set); loads then return it.
+
+        Everything is checked before MLflow is touched, so a refused object leaves no run behind. The run is the
+        one lifecycle of :func:`~airflow_kedro_mlflow.tracking.runs.run_scope`: the active run, the ``run_id`` run
+        (resumed), or a new one (in ``MLFLOW_EXPERIMENT_NAME``, else the Kedro project's package name, else
+        ``Default``), deleted again when logging fails.
+
+        A ``KedroPipelineModel`` is logged by modelify's build-and-log
+        (:func:`~airflow_kedro_mlflow.modelify.build.log_kedro_pipeline_model`), so it loads where the project is not
+        installed: the project's package shipped with ``code_paths``, pinned requirements, the run's lineage tags,
+        registration once per model. Other objects go to their flavor's own ``log_model``.
+        """
         import mlflow
 
+        from airflow_kedro_mlflow.tracking.runs import run_scope
+
         self._require_tracking(None)
-        with self._mlflow_uris(), self._run() as run_id:
-            flavor = self._flavor_module()
-            if self._flavor == _PYFUNC:
-                if not isinstance(data, mlflow.pyfunc.PythonModel):
-                    raise DatasetError(
-                        f"MlflowModelDataset (flavor mlflow.pyfunc, pyfunc_workflow 'python_model') can only save a "
-                        f"mlflow.pyfunc.PythonModel, got {type(data).__name__}. Save a PythonModel (e.g. a "
-                        "KedroPipelineModel), or set flavor to the model's MLflow flavor (e.g. mlflow.sklearn)."
-                    )
-                save_args = self._pyfunc_save_args()
-                with tempfile.TemporaryDirectory(prefix="akm-dataset-") as folder:
-                    if "artifacts" not in save_args and hasattr(data, "extract_pipeline_artifacts"):
-                        # A KedroPipelineModel ships its artifacts (checked by sha256) with it, as modelify does.
-                        save_args["artifacts"] = data.extract_pipeline_artifacts(folder)
-                    info = flavor.log_model(name=self._artifact_path, python_model=data, **save_args)
-            else:
-                info = flavor.log_model(data, name=self._artifact_path, **self._save_args)
-            logger.info("Logged model %s in MLflow run %s", info.model_uri, run_id)
-            uri = info.model_uri
-            if self._registered_model_name is not None:
-                uri = self._register(info.model_id)
-        self._model_uri = uri
+        kedro_model = self._check_savable(data)
+        with self._mlflow_uris():
+            client = mlflow.MlflowClient()
+            experiment_id = None
+            if mlflow.active_run() is None and self._run_id is None:
+                experiment_id = self._experiment_for_new_run(client)
+            with run_scope(client, run_id=self._run_id, experiment_id=experiment_id, delete_on_failure=True) as run:
+                tags = _lineage_tags(run)
+                if kedro_model:
+                    result = self._log_kedro_pipeline_model(data, run.info.run_id, tags)
+                else:
+                    result = self._log_with_flavor(data, run, tags, client)
+            logger.info("Logged model %s in MLflow run %s", result.model_uri, run.info.run_id)
+        self._model_uri = result.model_uri
         self._run_id = None
 
+    def _check_savable(self, data: Any) -> bool:
+        """Refuse what cannot be logged, before any side effect; return whether ``data`` is a KedroPipelineModel."""
+        import mlflow
+
+        from airflow_kedro_mlflow.model import KedroPipelineModel
+        from airflow_kedro_mlflow.tracking.registry import validate_aliases, validate_registered_model_name
+
+        if self._registered_model_name is not None:
+            validate_registered_model_name(self._registered_model_name)
+        validate_aliases(self._aliases(), self._registered_model_name)
+        if self._flavor != _PYFUNC:
+            return False
+        if not isinstance(data, mlflow.pyfunc.PythonModel):
+            raise DatasetError(
+                f"MlflowModelDataset (flavor mlflow.pyfunc, pyfunc_workflow 'python_model') can only save a "
+                f"mlflow.pyfunc.PythonModel, got {type(data).__name__}. Save a PythonModel (e.g. a "
+                "KedroPipelineModel), or set flavor to the model's MLflow flavor (e.g. mlflow.sklearn)."
+            )
+        if not isinstance(data, KedroPipelineModel):
+            return False
+        from airflow_kedro_mlflow.modelify.options import normalize_log_model_kwargs
+
+        normalize_log_model_kwargs(self._kedro_log_model_kwargs(), self._registered_model_name)
+        return True
+
+    def _log_kedro_pipeline_model(self, model: KedroPipelineModel, run_id: str, tags: dict[str, str]) -> ModelifyResult:
+        """Log (and register) a KedroPipelineModel through the one build-and-log, idempotently per run and content."""
+        from airflow_kedro_mlflow.modelify.build import log_kedro_pipeline_model
+
+        with tempfile.TemporaryDirectory(prefix="akm-dataset-") as folder:
+            model.extract_pipeline_artifacts(folder)
+            # Same run, same name, same artifacts: the same model. Saving it again (a retry of a task sharing the run)
+            # reuses the logged model and its version; a model with other artifacts is a new one.
+            key = {"run_id": run_id, "name": self._artifact_path}
+            key.update({f"sha256:{name}": digest for name, digest in sorted(model.artifact_sha256.items())})
+            return log_kedro_pipeline_model(
+                model,
+                # The catalog the model was built from (params and input data for signature="auto"); None once the
+                # model was unpickled. KedroPipelineModel keeps it private as it is never pickled with the model.
+                catalog=getattr(model, "_catalog", None),
+                registered_model_name=self._registered_model_name,
+                aliases=self._aliases(),
+                log_model_kwargs=self._kedro_log_model_kwargs(),
+                project_package=_project_package(),
+                mlflow_tags=tags,
+                idempotency_key=key,
+            )
+
+    def _log_with_flavor(self, data: Any, run: Run, tags: dict[str, str], client: MlflowClient) -> ModelifyResult:
+        """Log with the flavor's own ``log_model``; register through the same registration as modelify."""
+        from airflow_kedro_mlflow.modelify.build import register_logged_model
+        from airflow_kedro_mlflow.modelify.result import ModelifyResult
+
+        flavor = self._flavor_module()
+        args = self._pyfunc_save_args() if self._flavor == _PYFUNC else dict(self._save_args)
+        if "tags" in inspect.signature(flavor.log_model).parameters:
+            args["tags"] = {**tags, **dict(args.get("tags") or {})}
+        if self._flavor == _PYFUNC:
+            info = flavor.log_model(name=self._artifact_path, python_model=data, **args)
+        else:
+            info = flavor.log_model(data, name=self._artifact_path, **args)
+        result = ModelifyResult(
+            model_uri=info.model_uri,
+            run_id=run.info.run_id,
+            experiment_id=run.info.experiment_id,
+            model_id=info.model_id,
+        )
+        if self._registered_model_name is not None:
+            register_logged_model(result, self._registered_model_name, self._aliases(), tags=tags, client=client)
+        return result
+
+    def _aliases(self) -> list[str]:
+        return [self._alias] if self._alias else []
+
+    def _kedro_log_model_kwargs(self) -> dict[str, Any]:
+        """``save_args`` as modelify's ``log_model_kwargs``, named after this dataset's ``artifact_path``."""
+        kwargs = {key: value for key, value in self._save_args.items() if key not in ("artifact_path", "name")}
+        return {**kwargs, "name": self._artifact_path}
+
+    def _experiment_for_new_run(self, client: MlflowClient) -> str:
+        """The experiment of a run this dataset starts: as the Kedro hook chooses it, ``Default`` outside a project."""
+        from airflow_kedro_mlflow.tracking.runs import get_or_create_experiment
+
+        name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or _project_package() or "Default"
+        return get_or_create_experiment(client, name)
+
     def _pyfunc_save_args(self) -> dict[str, Any]:
-        """``save_args`` with kedro, kedro-datasets and mlflow pinned unless the user chose the environment.
+        """``save_args`` of a plain ``PythonModel`` with kedro, kedro-datasets and mlflow pinned, unless the user chose.
 
         Without requirements MLflow infers them by loading the model in a subprocess, which is slow and misses
-        Kedro's dataset plugins; the pins are what a ``KedroPipelineModel`` needs to load.
+        Kedro's dataset plugins. (A ``KedroPipelineModel`` gets modelify's environment instead.)
         """
         args = dict(self._save_args)
         if not any(args.get(key) for key in ("conda_env", "pip_requirements")):
@@ -196,25 +318,6 @@ class MlflowModelDataset(AbstractDataset[Any, Any]):
             else:
                 args["pip_requirements"] = default_pip_requirements() + [str(line) for line in extra]
         return args
-
-    def _register(self, model_id: str) -> str:
-        import mlflow
-        from mlflow.exceptions import MlflowException
-
-        from airflow_kedro_mlflow.exceptions import ModelRegistrationError
-        from airflow_kedro_mlflow.tracking.registry import validate_aliases, validate_registered_model_name
-
-        name = validate_registered_model_name(self._registered_model_name)
-        aliases = validate_aliases([self._alias] if self._alias else [], name)
-        try:
-            version = mlflow.register_model(f"models:/{model_id}", name)
-            for alias in aliases:
-                mlflow.MlflowClient().set_registered_model_alias(name, alias, version.version)
-        except MlflowException as exc:
-            raise ModelRegistrationError(
-                f"MlflowModelDataset: could not register model {model_id} as {name!r}: {exc.message}"
-            ) from exc
-        return f"models:/{name}/{version.version}"
 
     def _exists(self) -> bool:
         uri = self.model_uri
@@ -297,24 +400,18 @@ class MlflowModelDataset(AbstractDataset[Any, Any]):
         with tracking.activate():
             yield
 
-    @contextmanager
-    def _run(self) -> Iterator[str]:
-        """The run to log into: the active one, the ``run_id`` one (resumed), or a new one ended afterwards."""
-        import mlflow
 
-        active = mlflow.active_run()
-        if active is not None and self._run_id in (None, active.info.run_id):
-            yield active.info.run_id
-            return
-        if active is not None:
-            raise DatasetError(
-                f"MlflowModelDataset: run_id={self._run_id!r} differs from the active MLflow run "
-                f"{active.info.run_id}; drop run_id to log into the active run, or end it first."
-            )
-        run = mlflow.start_run(run_id=self._run_id)
-        status = "FAILED"
-        try:
-            yield run.info.run_id
-            status = "FINISHED"
-        finally:
-            mlflow.end_run(status=status)
+def _project_package() -> str | None:
+    """The configured Kedro project's package (``kedro.framework.project.PACKAGE_NAME``), None outside a project.
+
+    Read from ``sys.modules`` only: importing ``kedro.framework.project`` configures logging, and a process that
+    never imported it runs no Kedro project.
+    """
+    project = sys.modules.get("kedro.framework.project")
+    package = getattr(project, "PACKAGE_NAME", None)
+    return str(package) if package else None
+
+
+def _lineage_tags(run: Run) -> dict[str, str]:
+    """The run's lineage tags (Airflow task try, Kedro env/pipeline/session, git), for the model and its version."""
+    return {key: value for key, value in run.data.tags.items() if key in LINEAGE_TAGS}

@@ -15,6 +15,8 @@ import pytest
 from airflow_kedro_mlflow.exceptions import MlflowConnectionError
 from airflow_kedro_mlflow.kedro_hooks import DISABLE_ENV_VAR, PipelineMLHook
 from airflow_kedro_mlflow.kedro_project import open_session, register_session_hooks
+from airflow_kedro_mlflow.tracking import TrackingConfig
+from airflow_kedro_mlflow.training import run_training
 from tests.conftest import EXAMPLE_PROJECT
 
 
@@ -77,6 +79,21 @@ def test_hook_logs_into_an_already_active_run_and_leaves_it_open(project, tracki
 
     assert hook.last_result is not None
     assert hook.last_result.run_id == run.info.run_id
+
+
+def test_hook_and_run_training_log_the_same_params(project, tracking_uri):
+    # data_dir is read by the catalog only, no node takes it: both entry points still log it, as every parameter
+    runtime_params = {"C": 0.3, "data_dir": str(project / "data")}
+    hook = PipelineMLHook(tracking_uri=tracking_uri, experiment_name="hooked")
+    run_with_hook(project, hook, pipeline_names=["training"], runtime_params=runtime_params)
+    trained = run_training(project, tracking=TrackingConfig(tracking_uri), experiment_name="operator",
+                           runtime_params=runtime_params)  # fmt: skip
+
+    client = mlflow.MlflowClient(tracking_uri)
+    hooked = client.get_run(hook.last_result.run_id).data.params
+    assert hooked == client.get_run(trained.run_id).data.params
+    assert set(hooked) == {"C", "max_iter", "random_state", "test_size", "threshold", "data_dir"}
+    assert hooked["C"] == "0.3"
 
 
 def test_failing_training_marks_the_hook_run_failed_and_logs_no_model(project, tracking_uri):

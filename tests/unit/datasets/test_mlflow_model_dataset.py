@@ -12,6 +12,15 @@ from kedro.io import DataCatalog, DatasetError
 from sklearn.linear_model import LogisticRegression
 
 from airflow_kedro_mlflow.datasets import MlflowModelDataset
+from airflow_kedro_mlflow.model import KedroPipelineModel
+from airflow_kedro_mlflow.tracking.tags import IDEMPOTENCY_TAG
+from tests.unit.model.classifier_pipeline import (
+    classifier_catalog,
+    classifier_pipeline_ml,
+    run_inference,
+    sample_instances,
+    train,
+)
 
 
 class AddOne(mlflow.pyfunc.PythonModel):
@@ -32,11 +41,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         mlflow.end_run()
 
 
-def latest_run(store: str):
+def all_runs(store: str) -> list:
     client = mlflow.MlflowClient(store)
-    experiment_id = client.get_experiment_by_name("Default").experiment_id
-    (run,) = client.search_runs([experiment_id], order_by=["attributes.start_time DESC"], max_results=1)
-    return run
+    return client.search_runs([experiment.experiment_id for experiment in client.search_experiments()])
 
 
 FRAME = pd.DataFrame({"x": [1.0, 2.0]})
@@ -122,10 +129,47 @@ def test_dataset_without_model_cannot_load():
         MlflowModelDataset().load()
 
 
-def test_pyfunc_dataset_refuses_objects_that_are_not_python_models(store):
+def test_refused_saves_leave_no_run_behind(store):
+    runs_before = len(all_runs(store))
+
     with pytest.raises(DatasetError, match=r"can only save a mlflow\.pyfunc\.PythonModel, got LogisticRegression"):
         MlflowModelDataset(tracking_uri=store).save(LogisticRegression())
-    assert latest_run(store).info.status == "FAILED"
+    with pytest.raises(DatasetError, match="not a valid registered model name"):
+        MlflowModelDataset(tracking_uri=store, registered_model_name="a b").save(AddOne())
+    with pytest.raises(DatasetError, match="alias 'v1' is reserved"):
+        MlflowModelDataset(tracking_uri=store, registered_model_name="adder", alias="v1").save(AddOne())
+
+    assert len(all_runs(store)) == runs_before
+
+
+def test_kedro_pipeline_model_is_logged_once_per_run_and_content_with_the_run_lineage(store, tmp_path):
+    catalog = classifier_catalog(tmp_path / "data")
+    train(classifier_pipeline_ml(), catalog)
+    lineage = {"kedro.pipeline_name": "training", "kedro.env": "local", "airflow.dag_id": "retrain"}
+    client = mlflow.MlflowClient(store)
+    dataset = MlflowModelDataset(tracking_uri=store, registered_model_name="classifier", alias="candidate")
+    mlflow.set_tracking_uri(store)
+    try:
+        with mlflow.start_run(tags={**lineage, "unrelated": "x"}) as run:
+            dataset.save(KedroPipelineModel(classifier_pipeline_ml(), catalog))
+            # the same model saved again into the same run (a retried task sharing the run): no second model/version
+            again = MlflowModelDataset(tracking_uri=store, registered_model_name="classifier", alias="candidate")
+            again.save(KedroPipelineModel(classifier_pipeline_ml(), catalog))
+    finally:
+        mlflow.set_tracking_uri(None)
+
+    assert dataset.model_uri == again.model_uri == "models:/classifier/1"
+    (version,) = client.search_model_versions("name = 'classifier'")
+    assert {key: version.tags[key] for key in lineage} == lineage
+    assert "unrelated" not in version.tags
+    assert IDEMPOTENCY_TAG in version.tags
+    logged_models = client.search_logged_models([run.info.experiment_id])
+    (logged,) = [model for model in logged_models if model.source_run_id == run.info.run_id]
+    assert {key: logged.tags[key] for key in lineage} == lineage
+    assert client.get_run(run.info.run_id).info.status == "FINISHED"  # an active run is used, never ended
+    instances = sample_instances(5)
+    expected = run_inference(classifier_pipeline_ml().inference, catalog, instances)
+    pd.testing.assert_frame_equal(again.load().predict(instances), expected)
 
 
 @pytest.mark.parametrize(
