@@ -1,7 +1,11 @@
-"""``airflow-kedro-mlflow``: log (and register) a Kedro project's inference pipeline, and promote versions, in a shell.
+"""``airflow-kedro-mlflow``: train a Kedro pipeline in an MLflow run, log (and register) its inference pipeline, and
+promote versions, in a shell.
 
-Argument parsing only: ``modelify`` maps its flags onto :func:`airflow_kedro_mlflow.modelify.modelify` and
-``promote`` onto :func:`airflow_kedro_mlflow.promotion.promote`, which do the work.
+Argument parsing only: ``train`` maps its flags onto :func:`airflow_kedro_mlflow.training.run_training`,
+``modelify`` onto :func:`airflow_kedro_mlflow.modelify.modelify` and ``promote`` onto
+:func:`airflow_kedro_mlflow.promotion.promote`, which do the work. ``train`` and ``modelify`` are also the contract
+every isolated execution mode runs in the project's own environment (:mod:`airflow_kedro_mlflow.execution`): their
+``--output FILE`` is the operator's XCom payload, written atomically.
 
 Exit codes (docs/cli.md documents the same table; scripts and Airflow's ``BashOperator`` rely on them):
 
@@ -13,17 +17,26 @@ Exit codes (docs/cli.md documents the same table; scripts and Airflow's ``BashOp
 
 Errors print one line on stderr, ``Error: <ErrorClass>: <what is wrong and how to fix it>``, with no traceback. With
 ``--json`` stdout carries exactly one JSON object and nothing else: MLflow's "View run" lines are switched off, and
-anything else written to stdout while the command works (project code, libraries) goes to stderr.
+anything else written to stdout while the command works (project code, libraries) goes to stderr. SIGTERM is raised
+into the work (an MLflow run the command started ends FAILED) and exits 143.
+
+Credentials come from MLflow's variables (``MLFLOW_TRACKING_USERNAME``/``PASSWORD``/``TOKEN``), never from flags;
+they are read once and removed from this process's environment, so nothing it starts (``git``, a node's
+subprocess) inherits them.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import os
+import signal
 import sys
+import tempfile
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +52,8 @@ logger = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 128 + signal.SIGTERM
 
 
 #: What a command returns: the JSON payload (``--json``) and the human summary (one or more lines).
@@ -47,6 +62,13 @@ CommandResult = tuple[dict[str, Any], str]
 
 class CliUsageError(ValueError):
     """A flag value that cannot be understood (reported like argparse's own errors, exit code 2)."""
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: raised into the running command so an MLflow run it started ends FAILED.
+
+    A ``BaseException``, so Kedro's node error handling and ``except Exception`` blocks let it through.
+    """
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,6 +81,39 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
 
+    train = commands.add_parser(
+        "train",
+        help="run a Kedro training pipeline in an MLflow run and record what its inference pipeline needs",
+        description=(
+            "Run a registered Kedro pipeline (normally a PipelineML) in a new MLflow run: Kedro params logged, "
+            "nodes may log metrics, and every artifact the inference pipeline needs uploaded to the run and hashed. "
+            "The result (--output, --json) is KedroTrainingOperator's XCom, which modelify --training-result reads."
+        ),
+    )
+    project = _add_project_flags(
+        train,
+        pipeline_default="training",
+        pipeline_help="registered pipeline to run, normally a PipelineML (default: training)",
+    )
+    project.add_argument("--runner", help="Kedro runner: SequentialRunner (default), ThreadRunner or an import path")
+    project.add_argument(
+        "--tags", action="append", metavar="TAG[,TAG]", help="run only nodes with any of these Kedro tags; repeatable"
+    )
+    project.add_argument("--node-names", action="append", metavar="NODE[,NODE]", help="run only these nodes")
+    project.add_argument("--from-nodes", action="append", metavar="NODE[,NODE]", help="run from these nodes on")
+    project.add_argument("--to-nodes", action="append", metavar="NODE[,NODE]", help="run up to these nodes")
+    project.add_argument(
+        "--load-versions-json", metavar="JSON", help='{"dataset": "version"} to load instead of the latest versions'
+    )
+    tracking = _add_tracking_flags(train)
+    tracking.add_argument("--run-id", help="train inside this existing MLflow run instead of a new one")
+    tracking.add_argument("--run-name", help="name of the new MLflow run (default: the pipeline name)")
+    tracking.add_argument("--experiment-name", help="experiment of the new run (default: the project's package name)")
+    tracking.add_argument(
+        "--tag", dest="mlflow_tags", action="append", default=[], metavar="KEY=VALUE", help="MLflow tag; repeatable"
+    )
+    _add_output_flags(train)
+
     modelify = commands.add_parser(
         "modelify",
         help="log a Kedro pipeline's inference part as an MLflow model (and register it)",
@@ -68,24 +123,17 @@ def build_parser() -> argparse.ArgumentParser:
             "the inference pipeline needs must exist."
         ),
     )
-    project = modelify.add_argument_group("Kedro project")
-    project.add_argument("--project-path", default=".", help="Kedro project root (default: current directory)")
-    project.add_argument(
-        "--pipeline",
-        dest="pipeline_name",
-        required=True,
-        help="registered pipeline: a PipelineML (its inference part is logged), or an inference pipeline with "
-        "--input-name",
+    project = _add_project_flags(
+        modelify,
+        pipeline_default=None,
+        pipeline_help="registered pipeline: a PipelineML (its inference part is logged), or an inference pipeline "
+        "with --input-name (default with --training-result: the training's)",
     )
-    project.add_argument("--env", help="Kedro configuration environment (default: KEDRO_ENV or the project's)")
-    project.add_argument("--conf-source", help="Kedro configuration directory or archive (default: conf/)")
     project.add_argument(
-        "--params",
-        dest="runtime_params",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE[,KEY=VALUE]",
-        help="runtime params as for `kedro run --params` (dotted keys nest; values parsed as YAML); repeatable",
+        "--training-result",
+        metavar="FILE",
+        help="the training result as JSON (train --output, or a training task's XCom): its run, artifacts (checked "
+        "by sha256) and Kedro settings are used, as KedroModelifyOperator does",
     )
     project.add_argument("--input-name", help="dataset receiving the data to predict on (default: the PipelineML's)")
     project.add_argument(
@@ -104,8 +152,22 @@ def build_parser() -> argparse.ArgumentParser:
     tracking.add_argument(
         "--tag", dest="mlflow_tags", action="append", default=[], metavar="KEY=VALUE", help="MLflow tag; repeatable"
     )
+    tracking.add_argument(
+        "--idempotency-key",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="reuse the model an earlier call with the same key (and training run) logged, instead of a second one; "
+        "repeatable (the operator passes the Airflow task's identity)",
+    )
 
     log_model = modelify.add_argument_group("mlflow.pyfunc.log_model arguments")
+    log_model.add_argument(
+        "--log-model-kwargs-json",
+        metavar="JSON",
+        help="log_model arguments as one JSON object (as KedroModelifyOperator's log_model_kwargs); the flags below "
+        "override its keys",
+    )
     log_model.add_argument(
         "--model-name", "--artifact-path", dest="model_name", help="name of the model in its run (default: model)"
     )
@@ -176,6 +238,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_project_flags(
+    command: argparse.ArgumentParser, *, pipeline_default: str | None, pipeline_help: str
+) -> argparse._ArgumentGroup:
+    """Add the flags that say which Kedro project run (a ``KedroRunSpec``); return their group."""
+    project = command.add_argument_group("Kedro project")
+    project.add_argument("--project-path", help="Kedro project root (default: current directory)")
+    project.add_argument("--pipeline", dest="pipeline_name", default=pipeline_default, help=pipeline_help)
+    project.add_argument("--env", help="Kedro configuration environment (default: KEDRO_ENV or the project's)")
+    project.add_argument("--conf-source", help="Kedro configuration directory or archive (default: conf/)")
+    project.add_argument(
+        "--params",
+        dest="runtime_params",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE[,KEY=VALUE]",
+        help="runtime params as for `kedro run --params` (dotted keys nest; values parsed as YAML); repeatable",
+    )
+    project.add_argument(
+        "--runtime-params-json",
+        metavar="JSON",
+        help="runtime params as one JSON object, types kept (--params items go on top)",
+    )
+    return project
+
+
 def _add_tracking_flags(command: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     """Add the MLflow server flags every subcommand shares; return their group for command-specific flags."""
     tracking = command.add_argument_group("MLflow")
@@ -186,6 +273,9 @@ def _add_tracking_flags(command: argparse.ArgumentParser) -> argparse._ArgumentG
     tracking.add_argument(
         "--registry-uri", help="MLflow registry URI (default: MLFLOW_REGISTRY_URI, else the tracking URI)"
     )
+    tracking.add_argument(
+        "--ui-url", help="browser-facing MLflow URL for the run and model links (default: the tracking URI)"
+    )
     return tracking
 
 
@@ -194,6 +284,9 @@ def _add_output_flags(command: argparse.ArgumentParser) -> None:
         "--json", action="store_true", help="print the result as one JSON object, and nothing else, on stdout"
     )
     command.add_argument("-q", "--quiet", action="store_true", help="only print the result and errors")
+    command.add_argument(
+        "--output", metavar="FILE", help="also write the JSON result to FILE (atomically: complete or absent)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -206,14 +299,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(quiet=args.quiet)
     command = _COMMANDS[args.command]
     try:
-        with _stdout_reserved_for_json(args.json):
+        with _sigterm_raises(), _stdout_reserved_for_json(args.json):
             payload, summary = command(args)
+            if args.output:
+                write_atomically(Path(args.output), json.dumps(payload, sort_keys=True) + "\n")
     except CliUsageError as exc:
         sys.stderr.write(f"{parser.prog} {args.command}: error: {exc}\n")
         return EXIT_USAGE
     except KeyboardInterrupt:
         sys.stderr.write("Error: interrupted.\n")
-        return 130
+        return EXIT_INTERRUPTED
+    except Terminated:
+        sys.stderr.write("Error: Terminated: received SIGTERM; an MLflow run this command started is marked FAILED.\n")
+        return EXIT_TERMINATED
     except Exception as exc:
         code = exit_code(exc)
         if code is None:
@@ -246,6 +344,38 @@ def exit_code(exc: BaseException) -> int | None:
     return None
 
 
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same directory and a rename: a reader (the worker
+    waiting for a result) sees the whole file or none, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """Turn SIGTERM into :class:`Terminated` while a command runs (main thread only, where Python delivers it)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _raise(signum: int, frame: object) -> None:
+        raise Terminated(f"received signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 @contextlib.contextmanager
 def _stdout_reserved_for_json(json_output: bool) -> Iterator[None]:
     """With ``--json``, send whatever the work prints (project code, libraries) to stderr: stdout is the JSON only."""
@@ -256,17 +386,72 @@ def _stdout_reserved_for_json(json_output: bool) -> Iterator[None]:
         yield
 
 
+def _train(args: argparse.Namespace) -> CommandResult:
+    from airflow_kedro_mlflow.execution.commands import run_started_line
+    from airflow_kedro_mlflow.execution.versions import check_supported_versions
+    from airflow_kedro_mlflow.kedro_project import KedroRunSpec
+    from airflow_kedro_mlflow.training import run_training
+
+    check_supported_versions()
+    tracking = tracking_config(args.tracking_uri, args.registry_uri, ui_url=args.ui_url)
+    spec = KedroRunSpec(
+        args.project_path or ".",
+        args.pipeline_name,
+        env=args.env,
+        conf_source=args.conf_source,
+        runtime_params=_runtime_params(args),
+    )
+
+    def announce(run_id: str, run_url: str | None) -> None:
+        # One machine-readable line as soon as the run exists: the worker running this command links to the run,
+        # and marks it FAILED should this process die without ending it.
+        sys.stderr.write(run_started_line(run_id, run_url) + "\n")
+        sys.stderr.flush()
+
+    result = run_training(
+        spec,
+        tracking=tracking,
+        experiment_name=args.experiment_name,
+        run_name=args.run_name,
+        run_id=args.run_id,
+        mlflow_tags=_parse_key_values(args.mlflow_tags, "--tag") or None,
+        runner=args.runner,
+        tags=_joined(args.tags),
+        node_names=_joined(args.node_names),
+        from_nodes=_joined(args.from_nodes),
+        to_nodes=_joined(args.to_nodes),
+        load_versions=_json_object(args.load_versions_json, "--load-versions-json"),
+        on_run_start=announce,
+    )
+    lines = [
+        f"Trained pipeline {result.pipeline_name!r} in MLflow run {result.run_id} (experiment {result.experiment_id}); "
+        f"{len(result.artifacts)} inference artifact(s) recorded"
+    ]
+    if result.run_url:
+        lines.append(f"Run: {result.run_url}")
+    return result.to_xcom(), "\n".join(lines)
+
+
 def _modelify(args: argparse.Namespace) -> CommandResult:
+    from airflow_kedro_mlflow.execution.versions import check_supported_versions
     from airflow_kedro_mlflow.modelify import modelify
 
-    tracking = tracking_config(args.tracking_uri, args.registry_uri)
+    training = _training_result(args.training_result)
+    if args.pipeline_name is None and training is None:
+        raise CliUsageError(
+            "the following arguments are required: --pipeline (or --training-result, a training result file)"
+        )
+    check_supported_versions()
+    tracking = tracking_config(args.tracking_uri, args.registry_uri, ui_url=args.ui_url)
     result = modelify(
-        args.project_path,
+        args.project_path or (None if training is not None else "."),
         args.pipeline_name,
         tracking=tracking,
         env=args.env,
         conf_source=args.conf_source,
-        runtime_params=parse_params(args.runtime_params) or None,
+        runtime_params=_runtime_params(args) or None,
+        training=training,
+        idempotency_key=_parse_key_values(args.idempotency_key, "--idempotency-key") or None,
         input_name=args.input_name,
         run_id=args.run_id,
         run_name=args.run_name,
@@ -298,7 +483,7 @@ def _promote(args: argparse.Namespace) -> CommandResult:
         args.registered_model_name,
         args.version,
         metric=args.metric,
-        tracking=tracking_config(args.tracking_uri, args.registry_uri),
+        tracking=tracking_config(args.tracking_uri, args.registry_uri, ui_url=args.ui_url),
         alias=args.alias,
         greater_is_better=args.greater_is_better,
     )
@@ -309,10 +494,14 @@ def _promote(args: argparse.Namespace) -> CommandResult:
     return decision.to_xcom(), summary
 
 
-_COMMANDS: dict[str, Callable[[argparse.Namespace], CommandResult]] = {"modelify": _modelify, "promote": _promote}
+_COMMANDS: dict[str, Callable[[argparse.Namespace], CommandResult]] = {
+    "train": _train,
+    "modelify": _modelify,
+    "promote": _promote,
+}
 
 
-def tracking_config(tracking_uri: str | None, registry_uri: str | None) -> TrackingConfig:
+def tracking_config(tracking_uri: str | None, registry_uri: str | None, ui_url: str | None = None) -> TrackingConfig:
     """Build a command's :class:`~airflow_kedro_mlflow.tracking.TrackingConfig` from its flags and MLflow's env.
 
     The flags override ``MLFLOW_TRACKING_URI``/``MLFLOW_REGISTRY_URI``; the rest (credentials, TLS, HTTP timeout
@@ -320,6 +509,9 @@ def tracking_config(tracking_uri: str | None, registry_uri: str | None) -> Track
     the package's fail-fast :data:`~airflow_kedro_mlflow.tracking.DEFAULT_MAX_RETRIES` unless
     ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` is set: with MLflow's own default a server that is down would keep the
     command waiting for about four minutes.
+
+    The credential variables are removed from the environment once read: the config holds them in memory, and
+    nothing this process starts afterwards (``git``, a node's subprocess, a model's environment check) inherits them.
 
     :raises MlflowConnectionError: neither ``--tracking-uri`` nor ``MLFLOW_TRACKING_URI`` is given.
     """
@@ -330,7 +522,61 @@ def tracking_config(tracking_uri: str | None, registry_uri: str | None) -> Track
             "no MLflow tracking server given: pass --tracking-uri (e.g. http://127.0.0.1:5000 or "
             "sqlite:////abs/path/mlflow.db) or set MLFLOW_TRACKING_URI. MLflow's implicit ./mlflow.db is not used."
         )
-    return TrackingConfig.from_env(tracking_uri=tracking_uri, registry_uri=registry_uri)
+    config = TrackingConfig.from_env(tracking_uri=tracking_uri, registry_uri=registry_uri)
+    for name in _CREDENTIAL_VARIABLES:
+        os.environ.pop(name, None)
+    return dataclasses.replace(config, ui_url=ui_url) if ui_url else config
+
+
+#: MLflow's credential variables: read into the command's TrackingConfig, then removed from its environment.
+_CREDENTIAL_VARIABLES = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
+
+
+def _runtime_params(args: argparse.Namespace) -> dict[str, Any]:
+    """``--runtime-params-json`` (typed) with the ``--params`` items on top, nested keys merged."""
+    params = _json_object(args.runtime_params_json, "--runtime-params-json") or {}
+    return _merged(params, parse_params(args.runtime_params))
+
+
+def _merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merged(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _json_object(value: str | None, flag: str) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise CliUsageError(f"{flag} {value!r} is not valid JSON: {exc.msg}") from exc
+    if not isinstance(parsed, dict):
+        raise CliUsageError(f"{flag} must be a JSON object, got {type(parsed).__name__}: {value!r}")
+    return parsed
+
+
+def _joined(values: Sequence[str] | None) -> list[str] | None:
+    """Repeated and comma-separated names (``--tags a,b --tags c``) as one list, None when not given."""
+    if not values:
+        return None
+    return [name.strip() for value in values for name in value.split(",") if name.strip()] or None
+
+
+def _training_result(path: str | None) -> Any:
+    """The training result file of ``--training-result``, checked key by key as an XCom is."""
+    if path is None:
+        return None
+    from airflow_kedro_mlflow.training_result import TrainingResult
+
+    file = Path(path)
+    if not file.is_file():
+        raise CliUsageError(f"--training-result {path} does not exist; pass the file `train --output` wrote")
+    return TrainingResult.from_xcom(file.read_text(encoding="utf-8"))
 
 
 def parse_params(values: Sequence[str]) -> dict[str, Any]:
@@ -442,6 +688,7 @@ def _log_model_kwargs(args: argparse.Namespace) -> dict[str, Any] | None:
             f"{' and '.join(given)} exclude each other: --extra-pip-requirements adds to the pinned defaults, "
             "--pip-requirements or --conda-env replace them"
         )
+    base = _json_object(args.log_model_kwargs_json, "--log-model-kwargs-json") or {}
     kwargs: dict[str, Any] = {
         "name": args.model_name,
         "pip_requirements": _requirements(args.pip_requirements, "--pip-requirements"),
@@ -454,7 +701,7 @@ def _log_model_kwargs(args: argparse.Namespace) -> dict[str, Any] | None:
     if args.signature == "none":
         kwargs["signature"] = None
     kwargs = {key: value for key, value in kwargs.items() if value is not None or key == "signature"}
-    return kwargs or None
+    return {**base, **kwargs} or None
 
 
 def _configure_logging(quiet: bool) -> None:

@@ -17,15 +17,19 @@ Public helpers (reused by ``modelify.py``; keep their signatures stable):
 - :class:`KedroRunSpec` — *which* Kedro project run (project, pipeline, env, conf source, runtime params): the one
   parameter object training, modelify, the XCom payload, the operators and the CLI pass around.
 - :func:`effective_env` — the env a session really reads, recorded on runs and models.
+- :func:`check_runtime_params` — runtime params keep the types of the project's parameters; typos are warned about
+  (:func:`project_parameters`: the parameters without runtime params).
 
 Every ``kedro`` import below is local to a function: :func:`prepare_kedro_environment` must run first.
 """
 
 from __future__ import annotations
 
+import copy
 import difflib
 import logging
 import os
+import re
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -121,10 +125,19 @@ class KedroRunSpec:
 
     @contextmanager
     def session(self) -> Iterator[KedroSession]:
-        """Open a session of this project with this env, conf source and runtime params (see :func:`open_session`)."""
+        """Open a session of this project with this env, conf source and runtime params (see :func:`open_session`).
+
+        The runtime params are checked against the project's own parameters first (:func:`check_runtime_params`),
+        here because training and modelify both open their sessions through this method: a value of another type
+        is refused before anything runs or is logged, a key nothing reads is warned about.
+
+        :raises KedroProjectError: as :func:`open_session`, or a runtime param of the wrong type.
+        """
         with open_session(
             self.project_path, env=self.env, conf_source=self.conf_source, runtime_params=self.runtime_params or None
         ) as session:
+            if self.runtime_params:
+                check_runtime_params(session.load_context(), self.runtime_params)
             yield session
 
 
@@ -199,7 +212,10 @@ def bootstrap(project_path: str | os.PathLike[str]) -> KedroProject:
         project_name=metadata.project_name,
         source_dir=Path(metadata.source_dir),
     )
-    _prefer_project_sources(project)
+    if _prefer_project_sources(project):
+        from kedro.framework.project import configure_project
+
+        configure_project(project.package_name)  # this copy's settings.py and pipeline registry, not the other's
     return project
 
 
@@ -311,8 +327,12 @@ def _check_project_path(project_path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def _prefer_project_sources(project: KedroProject) -> None:
-    """Make ``import <package>`` load this project's sources, even after another copy was imported."""
+def _prefer_project_sources(project: KedroProject) -> bool:
+    """Make ``import <package>`` load this project's sources, even after another copy was imported.
+
+    Returns True when modules of another copy were forgotten: Kedro's ``bootstrap_project`` has then already read that
+    copy's settings (hooks, catalog class...), so the caller configures the project again.
+    """
     import importlib
 
     source_dir = str(project.source_dir)
@@ -324,9 +344,9 @@ def _prefer_project_sources(project: KedroProject) -> None:
     loaded = sys.modules.get(project.package_name)
     loaded_file = getattr(loaded, "__file__", None)
     if loaded is None or not package_dir.is_dir():
-        return
+        return False
     if loaded_file is not None and Path(loaded_file).resolve().is_relative_to(package_dir.resolve()):
-        return
+        return False
     stale = [
         name for name in sys.modules if name == project.package_name or name.startswith(project.package_name + ".")
     ]
@@ -334,6 +354,7 @@ def _prefer_project_sources(project: KedroProject) -> None:
     for name in stale:
         del sys.modules[name]
     importlib.invalidate_caches()
+    return True
 
 
 def _check_env(project: KedroProject, env: str | None, conf_source: str | None) -> str | None:
@@ -383,3 +404,131 @@ def _load_registry(pipelines: Any, project_path: Path) -> dict[str, Pipeline]:
             f"register_pipelines() of Kedro project {project_path} failed: {type(exc).__name__}: {exc}. "
             "Fix the project's pipeline_registry.py (run `kedro registry list` there to see the same error)."
         ) from exc
+
+
+# -- runtime params checked against the project's own parameters ------------------------------------------------------
+
+#: ``${runtime_params:<key>}`` or ``${runtime_params:<key>, <default>}`` in a configuration file (as Kedro reads it).
+_RUNTIME_PARAM_REFERENCE = re.compile(r"\$\{\s*runtime_params:\s*([^,}\s]+)")
+_CONF_SUFFIXES = frozenset({".yml", ".yaml", ".json"})
+
+
+def project_parameters(context: KedroContext) -> dict[str, Any]:
+    """Return the project's parameters as its configuration files give them, without the session's runtime params.
+
+    These are the types an override must keep, and the values training used for keys its runtime params left
+    alone. Kedro's config loader merges the runtime params into ``parameters`` itself, so a copy of it without any
+    reads the files again.
+    """
+    from kedro.config import MissingConfigException
+
+    loader = copy.copy(context.config_loader)
+    loader.runtime_params = {}
+    try:
+        return dict(loader["parameters"])
+    except (KeyError, MissingConfigException):
+        return {}
+
+
+def conf_runtime_param_keys(context: KedroContext) -> set[str]:
+    """Return the keys the project's configuration reads as ``${runtime_params:<key>}`` (e.g. a catalog's data root).
+
+    Every file of a local configuration folder is scanned, all envs included (a key some env reads is a real key);
+    an archive or remote configuration source is not scanned.
+    """
+    conf_source = getattr(context.config_loader, "conf_source", None)
+    if not conf_source or "://" in str(conf_source) or not Path(conf_source).is_dir():
+        return set()
+    keys: set[str] = set()
+    for path in Path(conf_source).rglob("*"):
+        if path.suffix in _CONF_SUFFIXES and path.is_file():
+            keys.update(_RUNTIME_PARAM_REFERENCE.findall(path.read_text(encoding="utf-8", errors="replace")))
+    return keys
+
+
+def check_runtime_params(context: KedroContext, runtime_params: Mapping[str, Any]) -> None:
+    """Refuse runtime params of another type than the project's parameter; warn about keys nothing reads.
+
+    An override of the wrong type (``threshold="abc"`` where ``parameters.yml`` has ``threshold: 0.5``) trains or
+    ships a model that fails at every prediction, so it is refused before anything runs or is logged: int and float
+    are interchangeable, bool is not a number, a string is not a number, and a parameter that is null (or an
+    override that is null) accepts anything. A key that is neither a parameter nor read by the configuration as
+    ``${runtime_params:<key>}`` is most likely a typo (``Cc`` for ``C``), which Kedro accepts silently: it is warned
+    about, with close matches. Nested params (``--params model.threshold=0.7``) are compared key by key.
+
+    :raises KedroProjectError: naming every mistyped param, its value and the type expected.
+    """
+    parameters = project_parameters(context)
+    conf_keys = conf_runtime_param_keys(context)
+    mistyped, unknown = _compare_params(runtime_params, parameters, conf_keys)
+    for key, known in unknown.items():
+        matches = difflib.get_close_matches(key.rsplit(".", 1)[-1], known)
+        hint = f" Did you mean {' or '.join(repr(m) for m in matches)}?" if matches else ""
+        logger.warning(
+            "runtime param %r is not a parameter of Kedro project %s, and its configuration never reads it as "
+            "${runtime_params:%s}: no node or dataset will see it.%s Known at this level: %s.",
+            key,
+            context.project_path,
+            key,
+            hint,
+            known,
+        )
+    if mistyped:
+        raise KedroProjectError(
+            " ".join(mistyped) + " Pass values of the parameters' types (--params reads values as YAML: "
+            "threshold=0.7; quote a string: name=\"'0.7'\"; a DAG passes typed values only with "
+            "render_template_as_native_obj=True), or change the parameter's type in the project's parameters."
+        )
+
+
+def _compare_params(
+    given: Mapping[str, Any], expected: Mapping[str, Any], conf_keys: set[str], prefix: str = ""
+) -> tuple[list[str], dict[str, list[str]]]:
+    """Return (one message per mistyped param, {unknown dotted key: the known keys at its level})."""
+    mistyped: list[str] = []
+    unknown: dict[str, list[str]] = {}
+    for key, value in given.items():
+        dotted = f"{prefix}{key}"
+        if key not in expected:
+            if not _read_by_conf(dotted, conf_keys):
+                siblings = {str(name) for name in expected}
+                if not prefix:
+                    siblings |= {ref.split(".", 1)[0] for ref in conf_keys}
+                unknown[dotted] = sorted(siblings)
+            continue
+        default = expected[key]
+        if isinstance(default, Mapping) and isinstance(value, Mapping):
+            nested_mistyped, nested_unknown = _compare_params(value, default, conf_keys, f"{dotted}.")
+            mistyped += nested_mistyped
+            unknown |= nested_unknown
+            continue
+        kind = _expected_kind(value, default)
+        if kind is not None:
+            mistyped.append(
+                f"runtime param {dotted!r}={value!r} is a {type(value).__name__}, but the project's parameters "
+                f"have {default!r} (a {kind})."
+            )
+    return mistyped, unknown
+
+
+def _read_by_conf(dotted: str, conf_keys: set[str]) -> bool:
+    """Whether the configuration reads ``dotted`` (or a key inside it, or a dict holding it) as a runtime param."""
+    return any(ref == dotted or ref.startswith(f"{dotted}.") or dotted.startswith(f"{ref}.") for ref in conf_keys)
+
+
+def _expected_kind(value: Any, default: Any) -> str | None:
+    """The kind of value ``default`` asks for when ``value`` is not of it, else None."""
+    if default is None or value is None:
+        return None
+    checks: tuple[tuple[type | tuple[type, ...], str], ...] = (
+        (bool, "bool"),
+        ((int, float), "number"),
+        (str, "str"),
+        ((list, tuple), "list"),
+        (Mapping, "dict"),
+    )
+    for kinds, name in checks:
+        if isinstance(default, kinds):
+            same = isinstance(value, kinds) and (name == "bool" or not isinstance(value, bool))
+            return None if same else name
+    return None

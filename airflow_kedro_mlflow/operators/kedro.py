@@ -4,6 +4,10 @@ Both are thin: resolve the ``mlflow`` connection and the templated arguments, ca
 (:func:`~airflow_kedro_mlflow.training.run_training` or :func:`~airflow_kedro_mlflow.modelify.modelify`) and push
 XCom. Everything they do can be done from Python or the CLI too. kedro and mlflow are imported inside ``execute``
 only, so a DAG file that imports this module stays cheap for the DAG processor.
+
+Where that function runs is one argument, ``execution``: in the task process (default), or in the project's own
+Python environment (:class:`~airflow_kedro_mlflow.execution.VirtualenvExecution`), which runs the same function
+through the ``airflow-kedro-mlflow`` CLI in a child process and returns the same XCom.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowTaskTerminated
 
 from airflow_kedro_mlflow.exceptions import KedroProjectError, ModelRegistrationError, TrainingXComError
+from airflow_kedro_mlflow.execution import Execution, resolve_execution
 from airflow_kedro_mlflow.hooks.mlflow import MlflowHook
 from airflow_kedro_mlflow.kedro_project import KedroRunSpec
 from airflow_kedro_mlflow.links.mlflow import (
@@ -62,20 +67,29 @@ def lineage_tags(context: Context) -> dict[str, str]:
 
 
 class _KedroTaskOperator(BaseOperator):
-    """Common part of the Kedro operators: the connection, and interrupting the in-process Kedro run on kill.
+    """Common part of the Kedro operators: the connection, the execution mode, and interrupting the run on kill.
 
-    Kedro runs inside the task process, so there is no child to terminate: ``on_kill`` (called from Airflow's
-    SIGTERM handler in the main thread) raises :class:`AirflowTaskTerminated` into the running code instead. It is a
-    ``BaseException``, so Kedro's node error handling lets it through and the core marks the MLflow run failed on
-    its way out. Outside ``execute`` (e.g. after a timeout already unwound it) ``on_kill`` does nothing.
+    ``on_kill`` (called from Airflow's SIGTERM handler in the main thread) raises :class:`AirflowTaskTerminated`
+    into the running code. In-process, that code is Kedro's run: the exception is a ``BaseException``, so Kedro's
+    node error handling lets it through and the core marks the MLflow run failed on its way out. In a virtualenv, it
+    is the loop streaming the child's log: on its way out it stops the child's process group (SIGTERM, which the CLI
+    raises into its run, then SIGKILL) and marks the run FAILED if the child could not. Outside ``execute`` (e.g.
+    after a timeout already unwound it) ``on_kill`` does nothing.
     """
 
     operator_extra_links = (MlflowRunLink(),)
     ui_color = "#ffc900"
 
-    def __init__(self, *, mlflow_conn_id: str = MlflowHook.default_conn_name, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        mlflow_conn_id: str = MlflowHook.default_conn_name,
+        execution: Execution | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.mlflow_conn_id = mlflow_conn_id
+        self.execution = resolve_execution(execution)
         self._executing = False
 
     @contextmanager
@@ -124,6 +138,9 @@ class KedroTrainingOperator(_KedroTaskOperator):
     :param to_nodes: run up to these nodes. (templated)
     :param load_versions: ``{dataset: version}`` to load instead of the latest. (templated)
     :param mlflow_conn_id: Airflow connection of type ``mlflow``.
+    :param execution: where Kedro runs: ``InProcessExecution()`` (None, the default: in the task process) or
+        ``VirtualenvExecution(python=...)`` / ``VirtualenvExecution(requirements=...)`` (the project's own
+        environment, without Airflow). Same XCom in every mode.
     """
 
     template_fields: Sequence[str] = (
@@ -162,9 +179,10 @@ class KedroTrainingOperator(_KedroTaskOperator):
         to_nodes: Sequence[str] | None = None,
         load_versions: dict[str, str] | None = None,
         mlflow_conn_id: str = MlflowHook.default_conn_name,
+        execution: Execution | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(mlflow_conn_id=mlflow_conn_id, **kwargs)
+        super().__init__(mlflow_conn_id=mlflow_conn_id, execution=execution, **kwargs)
         self.project_path = project_path
         self.pipeline_name = pipeline_name
         self.env = env
@@ -182,8 +200,6 @@ class KedroTrainingOperator(_KedroTaskOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Train, upload the inference artifacts, and return the training XCom payload."""
-        from airflow_kedro_mlflow.training import run_training
-
         spec = KedroRunSpec(
             self.project_path,
             self.pipeline_name,
@@ -201,7 +217,7 @@ class KedroTrainingOperator(_KedroTaskOperator):
                 ti.xcom_push(key=MLFLOW_RUN_URL_KEY, value=run_url)
 
         with self._interruptible():
-            result = run_training(
+            result = self.execution.train(
                 spec,
                 tracking=tracking,
                 experiment_name=self.experiment_name or None,
@@ -245,6 +261,8 @@ class KedroModelifyOperator(_KedroTaskOperator):
         (templated)
     :param mlflow_tags: extra MLflow tags for the run and version, next to the lineage tags. (templated)
     :param mlflow_conn_id: Airflow connection of type ``mlflow``; must point to the training task's server.
+    :param execution: where the model is built: in the task process (None, the default) or in the project's own
+        environment (``VirtualenvExecution(...)``), independently of where training ran.
     """
 
     template_fields: Sequence[str] = (
@@ -285,9 +303,10 @@ class KedroModelifyOperator(_KedroTaskOperator):
         copy_mode: str | dict[str, str] | None = None,
         mlflow_tags: dict[str, str] | None = None,
         mlflow_conn_id: str = MlflowHook.default_conn_name,
+        execution: Execution | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(mlflow_conn_id=mlflow_conn_id, **kwargs)
+        super().__init__(mlflow_conn_id=mlflow_conn_id, execution=execution, **kwargs)
         if training_task_id is None and project_path is None:
             raise KedroProjectError(
                 f"KedroModelifyOperator {self.task_id!r} needs to know what to modelify: pass training_task_id "
@@ -311,13 +330,11 @@ class KedroModelifyOperator(_KedroTaskOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Build the model from the training run's artifacts, log or register it once, and return where it is."""
-        from airflow_kedro_mlflow.modelify import modelify
-
         training = self._training_result(context)
         tracking = MlflowHook(self.mlflow_conn_id).get_tracking_config()
         tags = lineage_tags(context)
         with self._interruptible():
-            result = modelify(
+            result = self.execution.modelify(
                 self.project_path or (training.project_path if training else None),
                 self.pipeline_name or (training.pipeline_name if training else None),
                 tracking=tracking,
@@ -346,13 +363,30 @@ class KedroModelifyOperator(_KedroTaskOperator):
         return result.to_xcom()
 
     def _training_result(self, context: Context) -> Any:
-        """Return the upstream training task's ``TrainingResult``, or None when fields are given explicitly."""
+        """Return the upstream training task's ``TrainingResult``, or None when fields are given explicitly.
+
+        When both tasks are mapped (this one expanded over the training task's output), map index ``i`` reads what
+        training map index ``i`` published: Airflow's ``xcom_pull`` would otherwise return every index's payload.
+        """
         if self.training_task_id is None:
             return None
         from airflow_kedro_mlflow.training_result import TrainingResult
 
         ti = context["ti"]
-        payload = ti.xcom_pull(task_ids=self.training_task_id, key=RESULT_KEY)
+        map_index = getattr(ti, "map_index", None)
+        training_mapped = self._is_mapped_upstream(self.training_task_id)
+        if training_mapped and isinstance(map_index, int) and map_index >= 0:
+            payload = ti.xcom_pull(task_ids=self.training_task_id, key=RESULT_KEY, map_indexes=map_index)
+        else:
+            payload = ti.xcom_pull(task_ids=self.training_task_id, key=RESULT_KEY)
+        if training_mapped and isinstance(payload, list):
+            raise TrainingXComError(
+                f"training task {self.training_task_id!r} is mapped ({len(payload)} results), so task "
+                f"{self.task_id!r} cannot tell which training to modelify. Map it over the training task's output "
+                f"too: KedroModelifyOperator.partial(task_id={self.task_id!r}, training_task_id="
+                f"{self.training_task_id!r}, ...).expand(run_id=train.output.map(run_id_of)), where "
+                "run_id_of(result) returns result['run_id']."
+            )
         if payload is None:
             raise TrainingXComError(
                 f"training task {self.training_task_id!r} published no XCom in dag run {ti.run_id!r}. Run this task "
@@ -360,6 +394,13 @@ class KedroModelifyOperator(_KedroTaskOperator):
                 "project_path and run_id explicitly and training_task_id=None."
             )
         return TrainingResult.from_xcom(payload)
+
+    def _is_mapped_upstream(self, task_id: str) -> bool:
+        """Whether task ``task_id`` of this task's DAG is mapped (False outside a DAG, e.g. a direct execute())."""
+        dag = self.get_dag()
+        if dag is None or not dag.has_task(task_id):
+            return False
+        return bool(dag.get_task(task_id).is_mapped)
 
 
 def _as_dict(value: Mapping[str, Any] | None, name: str) -> dict[str, Any] | None:

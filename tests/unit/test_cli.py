@@ -184,11 +184,77 @@ def test_bad_flag_values_are_usage_errors(trained_project, store_uri, capsys):
     assert "--copy-mode" in err
 
 
-def test_missing_required_flag_is_argparse_usage_error(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(["modelify"])
-    assert exit_info.value.code == 2
-    assert "--pipeline" in capsys.readouterr().err
+def test_modelify_without_pipeline_or_training_result_is_a_usage_error(capsys):
+    assert main(["modelify"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("airflow-kedro-mlflow modelify: error: the following arguments are required: --pipeline")
+    assert "--training-result" in err
+
+
+def test_train_writes_the_training_xcom_and_modelify_reads_it(example_project, tracking_uri, capsys, monkeypatch):
+    """``train`` is what every isolated execution mode runs: its output is the operator's XCom, atomically written;
+    the credentials it got in MLflow's variables reach neither the Kedro process's environment nor its children."""
+    from dataclasses import fields
+
+    from airflow_kedro_mlflow.execution.commands import run_started_line
+    from airflow_kedro_mlflow.training_result import TrainingResult
+    from tests.unit.test_execution import CREDENTIALS, install_probe_hook
+
+    install_probe_hook(example_project, package="kedro_probe_cli")
+    probe = example_project.parent / "probe.json"
+    monkeypatch.setenv("AKM_PROBE_FILE", str(probe))
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "trainer")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "pw-never-inherited")
+    output = example_project.parent / "out" / "training.json"
+    code = main([
+        "train", "--project-path", str(example_project), "--tracking-uri", tracking_uri,
+        "--runtime-params-json", '{"C": 0.5, "max_iter": 300}', "--params", "max_iter=200",
+        "--tag", "team=ml", "--experiment-name", "cli_train", "--output", str(output), "--json",
+    ])  # fmt: skip
+    out, err = capsys.readouterr()
+
+    assert code == 0, err
+    payload = json.loads(output.read_text())
+    assert json.loads(out) == payload
+    assert set(payload) == {field.name for field in fields(TrainingResult)}
+    assert TrainingResult.from_xcom(payload).to_xcom() == payload
+    assert payload["runtime_params"] == {"C": 0.5, "max_iter": 200}  # typed JSON, --params on top
+    assert sorted(payload["artifacts"]) == ["classifier", "params:threshold", "scaler"]
+    assert [p.name for p in output.parent.iterdir()] == ["training.json"]  # no temporary file left behind
+    assert run_started_line(payload["run_id"], None) in err.splitlines()
+    run = mlflow.MlflowClient(tracking_uri).get_run(payload["run_id"])
+    assert (run.info.status, run.data.params["C"], run.data.tags["team"]) == ("FINISHED", "0.5", "ml")
+    seen = json.loads(probe.read_text())
+    assert not set(CREDENTIALS) & set(seen["env"]), "the Kedro process still had the credentials in its environment"
+    assert not set(CREDENTIALS) & set(seen["grandchild_env"]), "a process started by a node inherited credentials"
+    assert not set(CREDENTIALS) & set(os.environ)
+
+    result = example_project.parent / "modelify.json"
+    monkeypatch.setenv("AKM_PROBE_FILE", str(probe.with_name("modelify-probe.json")))
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "trainer")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "pw-never-inherited")
+    code = main([
+        "modelify", "--training-result", str(output), "--tracking-uri", tracking_uri,
+        "--registered-model-name", "cli_trained", "--idempotency-key", "task=modelify", "--output", str(result), "-q",
+    ])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    logged = json.loads(result.read_text())
+    assert (logged["run_id"], logged["model_uri"]) == (payload["run_id"], "models:/cli_trained/1")
+    assert out.startswith("Logged model models:/cli_trained/1 in MLflow run " + payload["run_id"])
+    seen = json.loads(probe.with_name("modelify-probe.json").read_text())  # modelify opens Kedro before MLflow
+    assert not set(CREDENTIALS) & (set(seen["env"]) | set(seen["grandchild_env"]))
+
+
+def test_train_bad_input_is_one_line_exit_2_and_no_run(example_project, tracking_uri, capsys):
+    argv = ["train", "--project-path", str(example_project), "--tracking-uri", tracking_uri]
+    assert main([*argv, "--pipeline", "trainig"]) == 2
+    assert "no pipeline named 'trainig'" in capsys.readouterr().err
+    assert main([*argv, "--load-versions-json", "[1]"]) == 2
+    assert "--load-versions-json must be a JSON object" in capsys.readouterr().err
+    assert main([*argv, "--runtime-params-json", "{C: 1}"]) == 2
+    assert "--runtime-params-json '{C: 1}' is not valid JSON" in capsys.readouterr().err
+    assert mlflow.MlflowClient(tracking_uri).search_runs(["0"]) == []
 
 
 def test_parse_params_types_and_nesting():

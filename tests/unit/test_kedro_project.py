@@ -162,6 +162,23 @@ def test_each_copy_of_a_project_runs_its_own_code(example_project: Path, tmp_pat
     assert get_pipeline(example_project, "inference").nodes == first.nodes
 
 
+def test_each_copy_of_a_project_gets_its_own_settings(example_project: Path, tmp_path: Path) -> None:
+    """Kedro reads settings.py while bootstrapping: a copy bootstrapped after another must not keep the other's."""
+    other = tmp_path / "other" / "kedro_classifier"
+    shutil.copytree(example_project, other)
+    settings_file = other / "src" / "kedro_classifier" / "settings.py"
+    settings_file.write_text(settings_file.read_text() + "\nHOOKS = (object(),)\n")
+
+    bootstrap(example_project)
+    from kedro.framework.project import settings
+
+    assert not settings.HOOKS
+    bootstrap(other)
+    assert len(settings.HOOKS) == 1
+    bootstrap(example_project)
+    assert not settings.HOOKS
+
+
 def test_register_session_hooks_adds_a_hook_once(example_project: Path) -> None:
     class Recorder:
         pass

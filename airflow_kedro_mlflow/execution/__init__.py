@@ -1,0 +1,27 @@
+"""Execution modes: where a Kedro task runs — in the task process, or in the project's own Python environment.
+
+- :mod:`.modes` — :class:`InProcessExecution` (default) and :class:`VirtualenvExecution`, the operators' one
+  ``execution=`` argument;
+- :mod:`.commands` — the ``airflow-kedro-mlflow train``/``modelify`` command lines every isolated mode runs;
+- :mod:`.subprocess_runner` — run one in a child process: log streamed, result read, kill handled;
+- :mod:`.environment` — the project's interpreter and the variables it gets (credentials only in MLflow's own);
+- :mod:`.venv` — a virtualenv built with ``uv`` from the project's requirements, cached and shared;
+- :mod:`.core_package` — this package's core, shipped into that environment without Airflow;
+- :mod:`.versions` — the Kedro and MLflow versions the core supports, checked there.
+
+No Airflow here, and importing this package imports neither Kedro nor MLflow (DAG files build execution modes).
+"""
+
+from __future__ import annotations
+
+from airflow_kedro_mlflow.execution.errors import ProjectEnvironmentError, ProjectProcessError
+from airflow_kedro_mlflow.execution.modes import Execution, InProcessExecution, VirtualenvExecution, resolve_execution
+
+__all__ = [
+    "Execution",
+    "InProcessExecution",
+    "ProjectEnvironmentError",
+    "ProjectProcessError",
+    "VirtualenvExecution",
+    "resolve_execution",
+]
