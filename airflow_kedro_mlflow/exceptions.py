@@ -53,6 +53,16 @@ class MlflowServerUnavailableError(AirflowKedroMlflowError, ConnectionError):
     """The configured MLflow tracking server cannot be reached right now: not bad input, retry once it is back."""
 
 
+class ProjectEnvironmentError(AirflowKedroMlflowError, ValueError):
+    """The project's Python environment cannot run the training: interpreter missing or not executable, Kedro or
+    MLflow missing or of an unsupported version, a requirements file that does not resolve, ``uv`` not found."""
+
+
+class ProjectProcessError(AirflowKedroMlflowError):
+    """The process running the CLI in the project's environment failed in a way the CLI could not report itself:
+    killed by a signal, or ended without its result file."""
+
+
 class ModelRegistrationError(AirflowKedroMlflowError, ValueError):
     """A model cannot be registered (invalid name or alias, registry refused it)."""
 

@@ -14,7 +14,7 @@ No Airflow here, and importing this package imports neither Kedro nor MLflow (DA
 
 from __future__ import annotations
 
-from airflow_kedro_mlflow.execution.errors import ProjectEnvironmentError, ProjectProcessError
+from airflow_kedro_mlflow.exceptions import ProjectEnvironmentError, ProjectProcessError
 from airflow_kedro_mlflow.execution.modes import Execution, InProcessExecution, VirtualenvExecution, resolve_execution
 
 __all__ = [

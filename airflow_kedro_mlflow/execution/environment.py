@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import airflow_kedro_mlflow
-from airflow_kedro_mlflow.execution.errors import ProjectEnvironmentError
+from airflow_kedro_mlflow.exceptions import ProjectEnvironmentError
 from airflow_kedro_mlflow.execution.versions import PROBE_SCRIPT, check_supported_versions
 
 if TYPE_CHECKING:

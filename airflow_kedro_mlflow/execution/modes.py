@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from airflow_kedro_mlflow.execution.errors import ProjectEnvironmentError
+from airflow_kedro_mlflow.exceptions import ProjectEnvironmentError
 
 if TYPE_CHECKING:
     from airflow_kedro_mlflow.execution.environment import ProjectEnvironment

@@ -35,7 +35,7 @@ from typing import IO, TYPE_CHECKING, Any
 from airflow_kedro_mlflow import exceptions
 from airflow_kedro_mlflow.execution import errors
 from airflow_kedro_mlflow.execution.commands import CLI_MODULE, parse_run_started
-from airflow_kedro_mlflow.execution.errors import ProjectEnvironmentError, ProjectProcessError
+from airflow_kedro_mlflow.exceptions import ProjectEnvironmentError, ProjectProcessError
 
 if TYPE_CHECKING:
     from airflow_kedro_mlflow.execution.environment import ProjectEnvironment

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import airflow_kedro_mlflow
 from airflow_kedro_mlflow.execution import core_package
-from airflow_kedro_mlflow.execution.errors import ProjectEnvironmentError
+from airflow_kedro_mlflow.exceptions import ProjectEnvironmentError
 
 logger = logging.getLogger(__name__)
 

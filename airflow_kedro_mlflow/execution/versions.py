@@ -15,7 +15,7 @@ import sys
 from collections.abc import Mapping
 from importlib import metadata
 
-from airflow_kedro_mlflow.execution.errors import ProjectEnvironmentError
+from airflow_kedro_mlflow.exceptions import ProjectEnvironmentError
 
 #: distribution -> (lowest supported release, first unsupported release), as in setup.cfg's install_requires.
 SUPPORTED: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
