@@ -1,9 +1,11 @@
 """:func:`modelify`: from a Kedro project on disk (and maybe a training task's result) to a logged, registered model.
 
-The entry point of the CLI and the Airflow operator. It checks every input before the first side effect, opens a
-Kedro session with what training really used, takes the artifacts from the training run (checked by sha256), and
-logs through :func:`~airflow_kedro_mlflow.modelify.build.log_pipeline_model` — next to the training run without
-touching it, or into a new run of its own that is deleted if anything fails.
+The entry point of the CLI and the Airflow operator. It checks every input before the first side effect (the Kedro
+session's runtime params, the model's options: nothing is created in MLflow before), opens a Kedro session with what
+training really used, takes the artifacts from the training run (its own manifest says which, checked by sha256: the
+training XCom is not trusted), applies or refuses runtime params that change a trained value, and logs through
+:func:`~airflow_kedro_mlflow.modelify.build.log_pipeline_model` — next to the training run without touching it, or
+into a new run of its own that is deleted if anything fails.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_kedro_mlflow.exceptions import KedroProjectError, MlflowConnectionError, PipelineMLError
 from airflow_kedro_mlflow.kedro_project import KedroRunSpec
-from airflow_kedro_mlflow.modelify.artifacts import resolve_training_artifacts
+from airflow_kedro_mlflow.modelify.artifacts import parameters_from_session, resolve_training_artifacts
 from airflow_kedro_mlflow.modelify.build import log_pipeline_model
 from airflow_kedro_mlflow.modelify.idempotency import discard_unfinished, reuse_logged_model
 from airflow_kedro_mlflow.modelify.options import normalize_log_model_kwargs
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
     from kedro.pipeline import Pipeline
     from mlflow import MlflowClient
 
+    from airflow_kedro_mlflow.model import KedroPipelineModel
     from airflow_kedro_mlflow.tracking import TrackingConfig
     from airflow_kedro_mlflow.training_result import TrainingResult
 
@@ -73,7 +76,10 @@ def modelify(
     :param tracking: where MLflow is; ``TrackingConfig.from_env()`` (``MLFLOW_TRACKING_URI``) when None.
     :param env: Kedro env (default: the training task's, else ``KEDRO_ENV`` or the project's default run env).
     :param conf_source: Kedro configuration source (default: the training task's, else the project's ``conf/``).
-    :param runtime_params: Kedro runtime params (default: the training task's).
+    :param runtime_params: Kedro runtime params; with ``training``, on top of the training task's. A changed
+        ``params:`` value that only inference reads (``threshold``) is shipped in the model; one training used to
+        produce an artifact (``C``) is refused: train again with it. Each value must have the type of the project's
+        parameter, and unknown keys are warned about (see ``KedroRunSpec.session``).
     :param run_id: log the model next to this existing run (it is not resumed: its status and times stay); with
         ``training`` and no ``run_id``, next to the training run; otherwise into a new run named ``run_name`` in
         ``experiment_name`` (default: the project's package name).
@@ -81,15 +87,19 @@ def modelify(
     :param log_model_kwargs: ``mlflow.pyfunc.log_model`` arguments as kedro-mlflow users pass them
         (``artifact_path``/``name``, ``signature="auto"``, ``pip_requirements``, ``code_paths``...), on top of the
         ``PipelineML``'s own ``log_model_kwargs`` (these win key by key).
-    :param training: a training task's result: the artifacts are that run's files (checked by sha256) instead of
-        what the catalog points to now, and its signature is reused.
+    :param training: a training task's result (untrusted: it may only choose the run): the artifacts are the files
+        that run's manifest lists, checked by sha256 — a local file only where this project's catalog keeps it,
+        else the run's copy — instead of what the catalog points to now, and its signature is reused.
     :param mlflow_tags: tags for a new run, the logged model and the model version (e.g. ``airflow.dag_id``).
     :param idempotency_key: e.g. the task identity tags: when a model was already logged (and registered) for it
         and the same training run, it is reused instead of logging a second one.
-    :raises KedroProjectError: not a Kedro project, unknown pipeline or env.
+    :raises KedroProjectError: not a Kedro project, unknown pipeline or env, a runtime param of the wrong type or
+        one that would change a trained artifact.
+    :raises KedroPipelineModelError: an invalid ``copy_mode`` or ``log_model_kwargs``, or a model that fails its
+        test prediction.
     :raises MlflowRunNotFoundError: ``run_id`` does not exist.
     :raises ArtifactNotFoundError: an artifact was not produced yet ("run the training pipeline first").
-    :raises ArtifactIntegrityError: an artifact differs from what training recorded.
+    :raises ArtifactIntegrityError: an artifact differs from what training recorded, or the XCom from its run.
     :raises ModelRegistrationError: invalid name or alias, or the registry refused the version.
     """
     from airflow_kedro_mlflow.tracking import TrackingConfig
@@ -136,8 +146,15 @@ def modelify(
         kpm_kwargs.pop("input_name", None)
         tags = lineage_tags(mlflow_tags, env=opened.env, pipeline_name=spec.pipeline_name,
                             project_path=spec.project_path)  # fmt: skip
+        # Built here, before any side effect, so copy_mode and the other model options fail first (log_pipeline_model
+        # builds its own from the same arguments).
+        model = _checked_model(pipeline, opened, input_name=input_name, copy_mode=copy_mode, kpm_kwargs=kpm_kwargs)
+        from_session: set[str] = set()
         if training is not None:
             tags[TRAINING_RUN_TAG] = training.run_id
+            from_session = _changed_parameters(
+                model, opened, spec, training, _caller_params(project_path, runtime_params)
+            )
 
         with tracking.activate():
             tracking.check_connection()  # an unreachable server fails here, readably, before any side effect
@@ -157,8 +174,15 @@ def modelify(
                 if reused is not None:
                     return reused
             with tempfile.TemporaryDirectory(prefix="akm-artifacts-") as download_dir:
-                artifacts = resolve_training_artifacts(training, download_dir) if training is not None else None
-                signature = _recorded_signature(training)
+                artifacts = None
+                if training is not None:
+                    paths, hashes = resolve_training_artifacts(training, download_dir, catalog=opened.catalog)
+                    # params modelify's runtime params change come from its session's catalog (extracted there)
+                    artifacts = (
+                        {name: path for name, path in paths.items() if name not in from_session},
+                        {name: digest for name, digest in hashes.items() if name not in from_session},
+                    )
+                signature = _recorded_signature(training, {name: opened.catalog.load(name) for name in from_session})
                 log = {
                     "input_name": input_name,
                     "registered_model_name": options.registered_model_name,
@@ -190,11 +214,14 @@ def _resolve_spec(
     training: TrainingResult | None,
 ) -> KedroRunSpec:
     """What training really used, unless the caller overrides it: the same project, env and params give the same
-    catalog. Without a training result, the caller's values."""
+    catalog (the caller's runtime params go on top of training's, key by key). Without a training result, the
+    caller's values."""
     overrides = {"env": env, "conf_source": conf_source, "runtime_params": runtime_params}
     if isinstance(project, KedroRunSpec):
         return project.with_overrides(pipeline_name=pipeline_name, **overrides)
     if training is not None:
+        if runtime_params:
+            overrides["runtime_params"] = {**training.runtime_params, **runtime_params}
         return training.spec.with_overrides(project_path=project and os.fspath(project), pipeline_name=pipeline_name,
                                             **overrides)  # fmt: skip
     if not project or not pipeline_name:
@@ -206,12 +233,79 @@ def _resolve_spec(
                         runtime_params=runtime_params or {})  # fmt: skip
 
 
-def _recorded_signature(training: TrainingResult | None) -> Any:
+def _caller_params(project: Any, runtime_params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The runtime params modelify's caller gave (not the training task's): those may change a trained value."""
+    given = dict(project.runtime_params) if isinstance(project, KedroRunSpec) else {}
+    return {**given, **dict(runtime_params or {})}
+
+
+def _checked_model(
+    pipeline: Pipeline,
+    opened: _OpenedProject,
+    *,
+    input_name: str | None,
+    copy_mode: str | Mapping[str, str] | None,
+    kpm_kwargs: Mapping[str, Any],
+) -> KedroPipelineModel:
+    """Build the model as log_pipeline_model will, to check copy_mode, the runner and the artifacts' catalog entries
+    before anything is created in MLflow."""
+    from airflow_kedro_mlflow.model import KedroPipelineModel
+
+    model_kwargs: dict[str, Any] = dict(kpm_kwargs)
+    if copy_mode is not None:
+        model_kwargs["copy_mode"] = copy_mode
+    if input_name is not None:
+        model_kwargs["input_name"] = input_name
+    return KedroPipelineModel(pipeline, opened.catalog, **model_kwargs)
+
+
+def _changed_parameters(
+    model: KedroPipelineModel,
+    opened: _OpenedProject,
+    spec: KedroRunSpec,
+    training: TrainingResult,
+    caller_params: Mapping[str, Any],
+) -> set[str]:
+    """The ``params:`` artifacts the caller's runtime params change (refusing those training used for an artifact)."""
+    if not caller_params:
+        return set()
+    from airflow_kedro_mlflow.kedro_project import get_pipeline
+
+    trained = getattr(opened.pipeline, "training", None)
+    if trained is None:  # modelify of a plain inference pipeline: training's pipeline is the registered one
+        registered = get_pipeline(spec.project_path, training.pipeline_name)
+        trained = getattr(registered, "training", registered)
+    return parameters_from_session(
+        inference_params={name for name in model.artifact_names if name.startswith("params:")},
+        training_pipeline=trained,
+        artifact_names=model.artifact_names,
+        runtime_params=caller_params,
+        trained_params=(training.runtime_params, opened.parameters),
+        run_id=training.run_id,
+    )
+
+
+def _recorded_signature(training: TrainingResult | None, new_defaults: Mapping[str, Any]) -> Any:
+    """The signature training recorded, with the defaults of the ``params:`` in ``new_defaults`` replaced.
+
+    MLflow fills a predict call's missing params with the signature's defaults: a param modelify's runtime params
+    changed must default to its new value there too, or the model would still predict with the training value.
+    """
     if training is None or not training.signature:
         return None
     from mlflow.models import ModelSignature
+    from mlflow.types import DataType, ParamSchema, ParamSpec
 
-    return ModelSignature.from_dict(training.signature)
+    signature = ModelSignature.from_dict(training.signature)
+    if signature.params is None or not new_defaults:
+        return signature
+    specs = []
+    for spec in signature.params.params:
+        default = new_defaults.get(f"params:{spec.name}", spec.default)
+        if spec.dtype == DataType.double and isinstance(default, int) and not isinstance(default, bool):
+            default = float(default)
+        specs.append(ParamSpec(spec.name, spec.dtype, default, spec.shape))
+    return ModelSignature(inputs=signature.inputs, outputs=signature.outputs, params=ParamSchema(specs))
 
 
 def _experiment_for(client: MlflowClient, run_id: str | None, experiment_name: str) -> str:
@@ -227,12 +321,13 @@ class _OpenedProject:
     catalog: CatalogProtocol
     env: str | None
     package_name: str
+    parameters: dict[str, Any]  # the project's own, without runtime params
 
 
 @contextmanager
 def _project_session(spec: KedroRunSpec) -> Iterator[_OpenedProject]:
     """Open the project; yield the registered pipeline, the session's catalog, its env and the package name."""
-    from airflow_kedro_mlflow.kedro_project import effective_env, get_pipeline
+    from airflow_kedro_mlflow.kedro_project import effective_env, get_pipeline, project_parameters
 
     with spec.session() as session:
         import kedro.framework.project as kedro_project
@@ -244,4 +339,5 @@ def _project_session(spec: KedroRunSpec) -> Iterator[_OpenedProject]:
             catalog=context.catalog,
             env=effective_env(context),
             package_name=str(kedro_project.PACKAGE_NAME),
+            parameters=project_parameters(context),
         )

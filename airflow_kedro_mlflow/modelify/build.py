@@ -25,6 +25,7 @@ from airflow_kedro_mlflow.tracking.registry import (
     register_version,
     set_aliases,
     validate_aliases,
+    version_model_id,
 )
 from airflow_kedro_mlflow.tracking.tags import IDEMPOTENCY_TAG, clean_tags, idempotency_token
 
@@ -45,10 +46,35 @@ def log_pipeline_model(
     catalog: CatalogProtocol,
     *,
     input_name: str | None = None,
-    registered_model_name: str | None = None,
-    aliases: Sequence[str] = (),
     copy_mode: str | Mapping[str, str] | None = None,
     kpm_kwargs: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> ModelifyResult:
+    """Log the inference pipeline of ``pipeline`` as a ``KedroPipelineModel``, and register it when asked.
+
+    Builds the model, then logs it with :func:`log_kedro_pipeline_model` (``options`` are its keyword arguments).
+
+    :param pipeline: a ``PipelineML`` (ours or kedro-mlflow's: anything with ``inference`` and ``input_name``), or a
+        plain inference ``Pipeline`` together with ``input_name``.
+    :param catalog: the catalog the artifacts are read from (the project's, or the run's after ``kedro run``).
+    """
+    from airflow_kedro_mlflow.model import KedroPipelineModel
+
+    model_kwargs: dict[str, Any] = dict(kpm_kwargs or {})
+    if copy_mode is not None:
+        model_kwargs["copy_mode"] = copy_mode
+    if input_name is not None:
+        model_kwargs["input_name"] = input_name
+    model = KedroPipelineModel(pipeline, catalog, **model_kwargs)
+    return log_kedro_pipeline_model(model, catalog=catalog, **options)
+
+
+def log_kedro_pipeline_model(
+    model: KedroPipelineModel,
+    *,
+    catalog: CatalogProtocol | None = None,
+    registered_model_name: str | None = None,
+    aliases: Sequence[str] = (),
     log_model_kwargs: Mapping[str, Any] | None = None,
     artifacts: tuple[Mapping[str, str], Mapping[str, str]] | None = None,
     input_data: Any = None,
@@ -59,16 +85,15 @@ def log_pipeline_model(
     tracking: TrackingConfig | None = None,
     run_id: str | None = None,
 ) -> ModelifyResult:
-    """Log the inference pipeline of ``pipeline`` as a ``KedroPipelineModel``, and register it when asked.
+    """Log a built ``KedroPipelineModel`` (modelify, the Kedro hook, ``MlflowModelDataset``), and register it if asked.
 
     The caller owns the tracking URIs (``TrackingConfig.activate()``). With ``run_id`` the model is logged next to
     that run without resuming it; without, into the active run. It registers a version when
     ``registered_model_name`` is given (also from ``log_model_kwargs``) and moves ``aliases`` onto it. If logging
     fails, the partially created logged model is deleted and no version is registered.
 
-    :param pipeline: a ``PipelineML`` (ours or kedro-mlflow's: anything with ``inference`` and ``input_name``), or a
-        plain inference ``Pipeline`` together with ``input_name``.
-    :param catalog: the catalog the artifacts are read from (the project's, or the run's after ``kedro run``).
+    :param catalog: the catalog the model was built from: artifacts not yet extracted, and for ``signature="auto"``
+        the input data and params; without one, ``signature="auto"`` logs no signature (with a warning).
     :param artifacts: ``({name: local path}, {name: sha256})`` fetched elsewhere (see
         :func:`~airflow_kedro_mlflow.modelify.resolve_training_artifacts`); else the artifacts are extracted from
         ``catalog`` and must exist.
@@ -84,8 +109,6 @@ def log_pipeline_model(
     :raises MlflowRunNotFoundError: neither ``run_id`` nor an active run.
     """
     import mlflow
-
-    from airflow_kedro_mlflow.model import KedroPipelineModel
 
     options = normalize_log_model_kwargs(log_model_kwargs, registered_model_name)
     alias_list = validate_aliases(aliases, options.registered_model_name)
@@ -104,13 +127,6 @@ def log_pipeline_model(
     source_run_id = run_id or active.info.run_id  # type: ignore[union-attr]
     experiment_id = client.get_run(source_run_id).info.experiment_id
 
-    model_kwargs: dict[str, Any] = dict(kpm_kwargs or {})
-    if copy_mode is not None:
-        model_kwargs["copy_mode"] = copy_mode
-    if input_name is not None:
-        model_kwargs["input_name"] = input_name
-    model = KedroPipelineModel(pipeline, catalog, **model_kwargs)
-
     tags = clean_tags(mlflow_tags)
     token = idempotency_token(idempotency_key) if idempotency_key else None
     if token is not None:
@@ -127,6 +143,8 @@ def log_pipeline_model(
                 {name: digest for name, digest in hashes.items() if name in needed},
             )
         artifact_paths = model.extract_pipeline_artifacts(params_dir)
+        _smoke_test(model, artifact_paths, input_data=input_data, catalog=catalog,
+                    input_example=options.passthrough.get("input_example"))  # fmt: skip
         resolved_signature = _resolve_signature(
             options.signature, recorded=signature, input_data=input_data, model=model, catalog=catalog
         )
@@ -149,7 +167,8 @@ def log_pipeline_model(
             run_id=source_run_id,
             linked_externally=active is None,
         )
-    if token is not None:
+    if token is not None and options.registered_model_name is None:
+        # When registering, the version decides which racer's model stays (register_logged_model).
         model_id = reconcile_logged_models(client, experiment_id, token, model_id)
 
     result = ModelifyResult(
@@ -163,12 +182,12 @@ def log_pipeline_model(
         try:
             register_logged_model(result, options.registered_model_name, alias_list, tags=tags, client=client,
                                   tracking=tracking)  # fmt: skip
-        except Exception:
+        except BaseException:
             if token is not None:
                 logger.warning(
                     "Registering failed; model %s stays logged so that a retry with the same idempotency key "
                     "registers it instead of logging another one.",
-                    model_id,
+                    result.model_id,
                 )
             else:
                 delete_logged_model(client, model_id)
@@ -187,11 +206,27 @@ def register_logged_model(
 ) -> ModelifyResult:
     """Register ``result``'s logged model as a version of ``registered_model_name`` (once per key) and set aliases.
 
-    Updates ``result`` in place and returns it.
+    Updates ``result`` in place and returns it. When the version registered for the idempotency key holds another
+    logged model (an earlier or racing try's), that one is the result and this try's own model is deleted, so one
+    READY model stays per key, the one the version points to.
     """
     if result.model_id is None:
         raise MlflowRunNotFoundError(f"{result.model_uri} has no logged model id to register.")
     version = register_version(client, result.model_id, registered_model_name, tags=dict(tags))
+    winner_model_id = version_model_id(version)
+    if IDEMPOTENCY_TAG in tags and winner_model_id not in (None, result.model_id):
+        logger.warning(
+            "Version %s of %r holds model %s, logged for the same task by another try; deleting this try's model %s.",
+            version.version,
+            registered_model_name,
+            winner_model_id,
+            result.model_id,
+        )
+        delete_logged_model(client, result.model_id)
+        result.model_id = winner_model_id
+        if version.run_id and version.run_id != result.run_id:
+            result.run_id = version.run_id
+            result.run_url = tracking.run_url(result.experiment_id, version.run_id) if tracking is not None else None
     set_aliases(client, registered_model_name, str(version.version), aliases)
     result.registered_model_name = registered_model_name
     result.version = str(version.version)
@@ -229,6 +264,8 @@ def _log_model(
         experiment_id, name=name, source_run_id=run_id, tags=dict(tags) or None
     ).model_id
     try:
+        if linked_externally:  # before the upload, as MLflow itself links a model to the run it is logged in
+            client.log_outputs(run_id, [LoggedModelOutput(model_id, step=0)])
         mlflow.pyfunc.log_model(
             name=name,
             python_model=model,
@@ -237,8 +274,6 @@ def _log_model(
             model_id=model_id,
             **log_kwargs,
         )
-        if linked_externally:
-            client.log_outputs(run_id, [LoggedModelOutput(model_id, step=0)])
     except BaseException:
         delete_logged_model(client, model_id)
         raise
@@ -251,13 +286,20 @@ def _resolve_signature(
     recorded: ModelSignature | None,
     input_data: Any,
     model: KedroPipelineModel,
-    catalog: CatalogProtocol,
+    catalog: CatalogProtocol | None,
 ) -> ModelSignature | None:
     """Turn ``signature="auto"`` into a signature: the one training recorded, else inferred from the input data."""
     if not (isinstance(requested, str) and requested == "auto"):
         return requested
     if recorded is not None:
         return recorded
+    if catalog is None:
+        logger.warning(
+            "signature='auto': the model has no catalog to read %r and its params from, so it is logged without a "
+            "signature. Pass log_model_kwargs={'signature': ...}.",
+            model.input_name,
+        )
+        return None
     from airflow_kedro_mlflow.model import infer_model_signature
 
     if input_data is None:
@@ -285,3 +327,72 @@ def _load_input_data(catalog: CatalogProtocol, input_name: str) -> Any:
     if hasattr(dataset, "exists") and not dataset.exists():
         return None
     return catalog.load(input_name)
+
+
+#: Rows of the training input the model predicts on before it is logged.
+_SMOKE_TEST_ROWS = 5
+
+
+def _smoke_test(
+    model: KedroPipelineModel,
+    artifact_paths: Mapping[str, str],
+    *,
+    input_data: Any,
+    catalog: CatalogProtocol | None,
+    input_example: Any,
+) -> None:
+    """Load a copy of the model as MLflow will and predict on a few rows of the training input: refuse a model that
+    can never predict (a param of the wrong type, an artifact that does not load) before anything is logged.
+
+    The rows come from ``input_data``, else ``input_example``, else the catalog's ``input_name``; without any (a
+    MemoryDataset input, nothing written yet) the test is skipped. The copy goes through the model's pickling, as the
+    logged model will, and the model that is logged stays unloaded.
+
+    :raises KedroPipelineModelError: naming the failing node and its error.
+    """
+    import copy
+    import traceback
+
+    import mlflow.pyfunc
+
+    from airflow_kedro_mlflow.exceptions import AirflowKedroMlflowError, KedroPipelineModelError
+
+    sample = input_data if input_data is not None else input_example
+    if sample is None and catalog is not None:
+        try:
+            sample = _load_input_data(catalog, model.input_name)
+        except Exception as exc:  # the sample is a bonus: a dataset that cannot load now must not block logging
+            logger.info("No test prediction: %r could not be loaded (%s).", model.input_name, exc)
+            return
+    if sample is None:
+        logger.info("No test prediction before logging: no data for %r (not persisted, or not written yet).",
+                    model.input_name)  # fmt: skip
+        return
+    if hasattr(sample, "iloc"):  # pandas
+        sample = sample.iloc[:_SMOKE_TEST_ROWS]
+    elif getattr(sample, "ndim", 0) >= 1 or isinstance(sample, list):  # numpy, lists
+        sample = sample[:_SMOKE_TEST_ROWS]
+    elif hasattr(sample, "limit"):  # Spark
+        sample = sample.limit(_SMOKE_TEST_ROWS)
+    probe = copy.copy(model)  # through __getstate__/__setstate__, as MLflow pickles the model
+    try:
+        probe.load_context(mlflow.pyfunc.PythonModelContext(artifacts=dict(artifact_paths), model_config={}))
+    except AirflowKedroMlflowError:
+        raise  # already names the artifact and the fix
+    except Exception as exc:
+        raise KedroPipelineModelError(
+            f"The model cannot load its artifacts, so it was not logged: {type(exc).__name__}: {exc}"
+        ) from exc
+    try:
+        probe.predict(None, sample)
+    except Exception as exc:
+        cause = exc.__cause__ if isinstance(exc, KedroPipelineModelError) and exc.__cause__ is not None else exc
+        functions = {getattr(node.func, "__code__", None): node.name for node in model.inference.nodes}
+        nodes = [functions[frame.f_code] for frame, _ in traceback.walk_tb(cause.__traceback__)
+                 if frame.f_code in functions]  # fmt: skip
+        where = f"node {nodes[-1]!r}" if nodes else "the inference pipeline"
+        raise KedroPipelineModelError(
+            f"The model cannot predict, so it was not logged: a test prediction on rows of {model.input_name!r} "
+            f"failed in {where} with {type(cause).__name__}: {cause}. Check the params it reads (a runtime param of "
+            "the wrong type?) and the artifacts training produced, then run modelify again."
+        ) from exc

@@ -1,7 +1,9 @@
 """The training run's inference artifacts: pinned to this run's version, uploaded to the run, hashed.
 
 Every artifact the inference pipeline needs is uploaded to ``kedro_artifacts/<name>/`` of the run with its sha256,
-so modelify can build the model on another worker without this one's disk, and refuse a file that changed.
+so modelify can build the model on another worker without this one's disk, and refuse a file that changed. The run
+also gets ``kedro_artifacts/manifest.json`` (``{name: {"file": "<folder>/<file>", "sha256": ...}}``): the training
+XCom is not a trusted input, so modelify takes the list of artifacts and their hashes from the run itself.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ logger = logging.getLogger(__name__)
 
 #: Folder of the training run's artifacts: ``runs:/<run_id>/kedro_artifacts/<name>/<file>``.
 ARTIFACTS_FOLDER = "kedro_artifacts"
+
+#: The run's own record of its artifacts, ``kedro_artifacts/manifest.json``; modelify reads it (the XCom may lie).
+#: modelify (a sibling layer, which cannot import this module) spells the same path: a unit test pins both.
+MANIFEST_FILE = "manifest.json"
 
 _UNSAFE_PATH_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -83,7 +89,8 @@ def _upload_artifacts(
 
     client = tracking.client()
     records: dict[str, ArtifactRecord] = {}
-    used_folders: dict[str, str] = {}
+    manifest: dict[str, dict[str, str]] = {}
+    used_folders: dict[str, str] = {MANIFEST_FILE: "the run's manifest"}
     for name in sorted(paths):
         path = Path(paths[name])
         folder = _artifact_folder(name)
@@ -99,9 +106,11 @@ def _upload_artifacts(
         else:
             client.log_artifact(run_id, str(path), artifact_path=artifact_dir)
         records[name] = ArtifactRecord(path=str(path), uri=f"runs:/{run_id}/{artifact_dir}/{path.name}", sha256=sha256)
+        manifest[name] = {"file": f"{folder}/{path.name}", "sha256": sha256}
         if name in produced:  # a read-only input (a lookup file training also reads) is never overwritten by training
             _warn_if_unversioned(name, path, catalog)
         logger.info("Artifact %s: %s (sha256 %s) uploaded to %s", name, path, sha256[:12], records[name].uri)
+    client.log_dict(run_id, manifest, f"{ARTIFACTS_FOLDER}/{MANIFEST_FILE}")
     return records
 
 

@@ -235,12 +235,14 @@ def test_idempotent_retry_registers_a_model_an_earlier_try_only_logged(trained_p
 
 
 def training_result_for(project: Path, store: TrackingConfig, experiment_name: str) -> TrainingResult:
-    """A training result as run_training publishes it: artifacts uploaded to the run, paths and sha256 recorded."""
+    """A training result as run_training publishes it: artifacts uploaded to the run with the run's manifest, paths
+    and sha256 recorded."""
     from airflow_kedro_mlflow.model import sha256_path
 
     client = store.client()
     run = client.create_run(client.create_experiment(experiment_name))
     artifacts = {}
+    manifest = {}
     for name in ("scaler", "classifier"):
         path = latest_version_file(project, name)
         with store.activate():
@@ -248,6 +250,9 @@ def training_result_for(project: Path, store: TrackingConfig, experiment_name: s
         artifacts[name] = ArtifactRecord(
             path=str(path), uri=f"runs:/{run.info.run_id}/kedro_artifacts/{name}/{path.name}", sha256=sha256_path(path)
         )
+        manifest[name] = {"file": f"{name}/{path.name}", "sha256": artifacts[name].sha256}
+    with store.activate():
+        client.log_dict(run.info.run_id, manifest, "kedro_artifacts/manifest.json")
     client.set_terminated(run.info.run_id, "FINISHED")
     return TrainingResult(
         run_id=run.info.run_id,
@@ -291,16 +296,21 @@ def test_training_result_without_local_files_downloads_them_from_mlflow(tmp_path
     pd.testing.assert_frame_equal(model.predict(instances(project)), expected)
 
 
-def test_tampered_local_artifact_raises_integrity_error_naming_it(tmp_path, trained_project, store, names):
+def test_tampered_local_artifact_is_replaced_by_the_runs_copy(tmp_path, trained_project, store, names, caplog):
     project = copy_project(tmp_path / "kedro_classifier")
     train(project)
     training = training_result_for(project, store, names["experiment_name"])
+    expected = expected_predictions(project, instances(project))
     tampered = latest_version_file(project, "classifier")
     tampered.write_bytes(tampered.read_bytes() + b"\0")
 
-    with pytest.raises(ArtifactIntegrityError, match=re.escape(f"artifact 'classifier' at {tampered} has sha256")):
-        modelify(project, "training", tracking=store, training=training)
-    assert store.client().search_logged_models([training.experiment_id]) == []
+    with caplog.at_level("WARNING", logger="airflow_kedro_mlflow"):
+        result = modelify(project, "training", tracking=store, training=training)
+
+    assert re.search(rf"'classifier': {re.escape(str(tampered))} has sha256 \w+, not the", caplog.text)
+    with store.activate():
+        model = mlflow.pyfunc.load_model(result.model_uri)
+    pd.testing.assert_frame_equal(model.predict(instances(project)), expected)
 
 
 def test_tampered_mlflow_copy_raises_integrity_error(tmp_path, trained_project, store, names):
@@ -308,9 +318,11 @@ def test_tampered_mlflow_copy_raises_integrity_error(tmp_path, trained_project, 
     train(project)
     training = training_result_for(project, store, names["experiment_name"])
     shutil.rmtree(project / "data" / "06_models")
-    training.artifacts["scaler"].sha256 = "0" * 64
+    artifact_root = Path(store.client().get_run(training.run_id).info.artifact_uri.removeprefix("file://"))
+    stored = artifact_root / "kedro_artifacts" / "scaler" / "scaler.pkl"
+    stored.write_bytes(stored.read_bytes() + b"\0")
 
-    with pytest.raises(ArtifactIntegrityError, match=r"artifact 'scaler' downloaded from runs:/.*recorded 0{64}"):
+    with pytest.raises(ArtifactIntegrityError, match=r"artifact 'scaler' downloaded from runs:/.*recorded \w{64}"):
         modelify(project, "training", tracking=store, training=training)
 
 
