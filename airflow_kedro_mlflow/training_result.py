@@ -19,6 +19,12 @@ from airflow_kedro_mlflow.exceptions import TrainingXComError
 if TYPE_CHECKING:
     from airflow_kedro_mlflow.kedro_project import KedroRunSpec
 
+#: Folder of the training run's artifacts: ``runs:/<run_id>/kedro_artifacts/<name>/<file>``.
+ARTIFACTS_FOLDER = "kedro_artifacts"
+#: The training run's own record of its artifacts (``{name: {"file": "<folder>/<file>", "sha256": ...}}``): training
+#: writes it, modelify trusts it over the XCom, which may lie.
+MANIFEST_PATH = f"{ARTIFACTS_FOLDER}/manifest.json"
+
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _HINT = (
     "Did the training task run? Point the modelify task at a KedroTrainingOperator task that succeeded in this DAG "

@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from airflow_kedro_mlflow.exceptions import ArtifactIntegrityError, ArtifactNotFoundError, KedroProjectError
+from airflow_kedro_mlflow.training_result import ARTIFACTS_FOLDER, MANIFEST_PATH
 
 if TYPE_CHECKING:
     from kedro.io import CatalogProtocol
@@ -30,10 +31,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: Where run_training records the run's artifacts (``airflow_kedro_mlflow.training.artifacts`` writes it; that is a
-#: sibling layer, which modelify cannot import: a unit test pins both spellings).
-MANIFEST_PATH = "kedro_artifacts/manifest.json"
-_ARTIFACTS_FOLDER = MANIFEST_PATH.rsplit("/", 1)[0]
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -54,7 +51,7 @@ def read_manifest(run_id: str) -> dict[str, ManifestEntry]:
     import mlflow
 
     client = mlflow.MlflowClient()
-    listed = {artifact.path for artifact in client.list_artifacts(run_id, _ARTIFACTS_FOLDER)}
+    listed = {artifact.path for artifact in client.list_artifacts(run_id, ARTIFACTS_FOLDER)}
     if MANIFEST_PATH not in listed:
         raise ArtifactNotFoundError(
             f"MLflow run {run_id} has no {MANIFEST_PATH}, so modelify cannot tell which artifacts it produced nor "
@@ -215,7 +212,7 @@ def _download(run_id: str, name: str, entry: ManifestEntry, download_dir: Path) 
 
     from airflow_kedro_mlflow.model import sha256_path
 
-    uri = f"runs:/{run_id}/{_ARTIFACTS_FOLDER}/{entry.file}"
+    uri = f"runs:/{run_id}/{ARTIFACTS_FOLDER}/{entry.file}"
     target = download_dir / _safe_dir_name(name)
     target.mkdir(parents=True, exist_ok=True)
     logger.info("Artifact %r: downloading %s", name, uri)

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from airflow_kedro_mlflow.training.artifacts import ARTIFACTS_FOLDER
 from airflow_kedro_mlflow.training.run import run_training
+from airflow_kedro_mlflow.training_result import ARTIFACTS_FOLDER
 
 __all__ = ["ARTIFACTS_FOLDER", "run_training"]

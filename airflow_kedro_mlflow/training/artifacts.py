@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_kedro_mlflow.exceptions import KedroProjectError, KedroRunError
-from airflow_kedro_mlflow.training_result import ArtifactRecord
+from airflow_kedro_mlflow.training_result import ARTIFACTS_FOLDER, MANIFEST_PATH, ArtifactRecord
 
 if TYPE_CHECKING:
     from kedro.framework.session import KedroSession
@@ -25,13 +25,6 @@ if TYPE_CHECKING:
     from airflow_kedro_mlflow.training.observer import RunObserver
 
 logger = logging.getLogger(__name__)
-
-#: Folder of the training run's artifacts: ``runs:/<run_id>/kedro_artifacts/<name>/<file>``.
-ARTIFACTS_FOLDER = "kedro_artifacts"
-
-#: The run's own record of its artifacts, ``kedro_artifacts/manifest.json``; modelify reads it (the XCom may lie).
-#: modelify (a sibling layer, which cannot import this module) spells the same path: a unit test pins both.
-MANIFEST_FILE = "manifest.json"
 
 _UNSAFE_PATH_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -90,7 +83,7 @@ def _upload_artifacts(
     client = tracking.client()
     records: dict[str, ArtifactRecord] = {}
     manifest: dict[str, dict[str, str]] = {}
-    used_folders: dict[str, str] = {MANIFEST_FILE: "the run's manifest"}
+    used_folders: dict[str, str] = {Path(MANIFEST_PATH).name: "the run's manifest"}
     for name in sorted(paths):
         path = Path(paths[name])
         folder = _artifact_folder(name)
@@ -110,7 +103,7 @@ def _upload_artifacts(
         if name in produced:  # a read-only input (a lookup file training also reads) is never overwritten by training
             _warn_if_unversioned(name, path, catalog)
         logger.info("Artifact %s: %s (sha256 %s) uploaded to %s", name, path, sha256[:12], records[name].uri)
-    client.log_dict(run_id, manifest, f"{ARTIFACTS_FOLDER}/{MANIFEST_FILE}")
+    client.log_dict(run_id, manifest, MANIFEST_PATH)
     return records
 
 

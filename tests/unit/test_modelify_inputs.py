@@ -81,10 +81,8 @@ def resolve(trained: Trained, training: TrainingResult, download_dir: Path) -> d
 
 
 def test_training_records_a_manifest_of_its_artifacts_in_the_run(trained, tmp_path):
-    from airflow_kedro_mlflow.modelify.artifacts import MANIFEST_PATH
-    from airflow_kedro_mlflow.training.artifacts import ARTIFACTS_FOLDER, MANIFEST_FILE
+    from airflow_kedro_mlflow.training_result import MANIFEST_PATH
 
-    assert f"{ARTIFACTS_FOLDER}/{MANIFEST_FILE}" == MANIFEST_PATH  # two sibling layers, one location
     with trained.tracking.activate():
         manifest = mlflow.artifacts.load_dict(f"runs:/{trained.result.run_id}/{MANIFEST_PATH}")
     assert manifest == {
