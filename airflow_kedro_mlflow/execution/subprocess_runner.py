@@ -33,9 +33,8 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from airflow_kedro_mlflow import exceptions
-from airflow_kedro_mlflow.execution import errors
-from airflow_kedro_mlflow.execution.commands import CLI_MODULE, parse_run_started
 from airflow_kedro_mlflow.exceptions import ProjectEnvironmentError, ProjectProcessError
+from airflow_kedro_mlflow.execution.commands import CLI_MODULE, parse_run_started
 
 if TYPE_CHECKING:
     from airflow_kedro_mlflow.execution.environment import ProjectEnvironment
@@ -240,10 +239,9 @@ def _reported_error(tail: list[str]) -> tuple[str | None, str] | None:
 
 def _error_class(kind: str | None, returncode: int) -> type[Exception]:
     """The package's error class the child named; otherwise by exit code: 2 bad input, anything else a failure."""
-    for module in (exceptions, errors):
-        found = getattr(module, kind or "", None)
-        if isinstance(found, type) and issubclass(found, exceptions.AirflowKedroMlflowError):
-            return found
+    found = getattr(exceptions, kind or "", None)
+    if isinstance(found, type) and issubclass(found, exceptions.AirflowKedroMlflowError):
+        return found
     return ProjectEnvironmentError if returncode == 2 else ProjectProcessError
 
 

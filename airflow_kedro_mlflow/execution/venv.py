@@ -30,8 +30,8 @@ from importlib import metadata
 from pathlib import Path
 
 import airflow_kedro_mlflow
-from airflow_kedro_mlflow.execution import core_package
 from airflow_kedro_mlflow.exceptions import ProjectEnvironmentError
+from airflow_kedro_mlflow.execution import core_package
 
 logger = logging.getLogger(__name__)
 

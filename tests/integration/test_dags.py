@@ -3,6 +3,7 @@
 What crosses tasks is only XCom and MLflow: a third DAG (written below into the temporary DAGs folder) damages or
 removes training's local files between training and modelify, as another worker without a shared disk would see
 them. The connection's password must never show up in task output, XCom, rendered fields or the logged model.
+The DAGs in ``tests/integration/dags/`` are copied there too: one maps training and modelify over hyperparameters.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ pytestmark = pytest.mark.integration
 ON_DEMAND = "kedro_classifier_on_demand"
 RETRAINING = "kedro_classifier_retraining"
 ARTIFACTS_DAG = "akm_test_artifacts_between_workers"
+MAPPED_DAG = "akm_test_mapped_training"  # tests/integration/dags/akm_test_mapped_training.py
+TEST_DAGS = Path(__file__).resolve().parent / "dags"
 
 # Trains once, then: tampers with the classifier file (modelify must refuse it), then deletes every local file
 # training wrote (modelify must rebuild the same model from the copies in MLflow).
@@ -85,7 +88,11 @@ with DAG("{ARTIFACTS_DAG}", schedule=None, render_template_as_native_obj=True):
 
 @dataclass
 class DagRunOutcome:
-    """What one ``dag.test()`` left behind: states, XComs, rendered fields and everything the tasks printed."""
+    """What one ``dag.test()`` left behind: states, XComs, rendered fields and everything the tasks printed.
+
+    ``task_states`` and ``xcoms`` are keyed by task id (one mapped instance wins); ``mapped_states`` and
+    ``mapped_xcoms`` also by map index, for mapped tasks.
+    """
 
     dag_id: str
     run_id: str
@@ -94,6 +101,8 @@ class DagRunOutcome:
     xcoms: dict[tuple[str, str], Any]
     rendered: dict[str, Any]
     output: str
+    mapped_states: dict[tuple[str, int], str]
+    mapped_xcoms: dict[tuple[str, int, str], Any]
 
 
 @dataclass
@@ -121,7 +130,7 @@ def airflow_env(tmp_path_factory, mlflow_auth_server: MlflowServer) -> Iterator[
     root = tmp_path_factory.mktemp("airflow-dags")
     dags_folder = root / "dags"
     dags_folder.mkdir()
-    for dag_file in (REPO_ROOT / "dags_examples").glob("*.py"):
+    for dag_file in [*(REPO_ROOT / "dags_examples").glob("*.py"), *TEST_DAGS.glob("*.py")]:
         shutil.copy(dag_file, dags_folder)
     (dags_folder / f"{ARTIFACTS_DAG}.py").write_text(textwrap.dedent(ARTIFACTS_DAG_SOURCE))
     project = root / "kedro_classifier"
@@ -204,12 +213,17 @@ def _run_dag(airflow_env: AirflowEnv, dagbag, dag_id: str, run_conf: dict[str, A
     output = captured.getvalue()
 
     with create_session() as session:
-        task_states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances(session=session)}
+        task_instances = dag_run.get_task_instances(session=session)
+        mapped_states = {(ti.task_id, ti.map_index): str(ti.state) for ti in task_instances}
+        task_states = {task_id: state for (task_id, _), state in mapped_states.items()}
         xcom_rows = session.query(XComModel).filter_by(dag_id=dag_id, run_id=dag_run.run_id).all()
-        xcoms = {(row.task_id, row.key): XComModel.deserialize_value(row) for row in xcom_rows}
+        mapped_xcoms = {(row.task_id, row.map_index, row.key): XComModel.deserialize_value(row) for row in xcom_rows}
+        xcoms = {(task_id, key): value for (task_id, _, key), value in mapped_xcoms.items()}
         rendered_rows = session.query(RenderedTaskInstanceFields).filter_by(dag_id=dag_id, run_id=dag_run.run_id)
         rendered = {row.task_id: row.rendered_fields for row in rendered_rows}
-    return DagRunOutcome(dag_id, dag_run.run_id, str(dag_run.state), task_states, xcoms, rendered, output)
+    return DagRunOutcome(
+        dag_id, dag_run.run_id, str(dag_run.state), task_states, xcoms, rendered, output, mapped_states, mapped_xcoms
+    )
 
 
 @pytest.fixture(scope="module")
@@ -226,6 +240,11 @@ def retraining_run(airflow_env, dagbag) -> DagRunOutcome:
 @pytest.fixture(scope="module")
 def artifacts_run(airflow_env, dagbag) -> DagRunOutcome:
     return _run_dag(airflow_env, dagbag, ARTIFACTS_DAG)
+
+
+@pytest.fixture(scope="module")
+def mapped_run(airflow_env, dagbag) -> DagRunOutcome:
+    return _run_dag(airflow_env, dagbag, MAPPED_DAG)
 
 
 @pytest.fixture
@@ -249,7 +268,7 @@ def _assert_succeeded(outcome: DagRunOutcome) -> None:
 
 def test_dag_folder_has_no_import_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert {ON_DEMAND, RETRAINING} <= set(dagbag.dag_ids)
+    assert {ON_DEMAND, RETRAINING, ARTIFACTS_DAG, MAPPED_DAG} <= set(dagbag.dag_ids)
 
 
 def test_retraining_dag_is_weekly_without_catchup(dagbag):
@@ -373,12 +392,23 @@ def test_retrying_modelify_in_the_same_dag_run_creates_no_second_version(retrain
     assert [str(v.version) for v in versions] == [str(retraining_run.xcoms[("modelify", "return_value")]["version"])]
 
 
-def test_tampered_artifact_fails_modelify_naming_it(artifacts_run, client):
+def test_tampered_local_artifact_is_replaced_by_the_training_runs_copy(artifacts_run, airflow_env, client, tmp_path):
+    """A local file that no longer hashes as the training run's manifest says is never shipped: the run's copy is."""
+    import mlflow
+
+    from airflow_kedro_mlflow.model import sha256_path
+
     assert artifacts_run.task_states["train"] == "success", artifacts_run.output[-6000:]
-    assert artifacts_run.task_states["modelify_tampered"] == "failed"
-    assert "ArtifactIntegrityError" in artifacts_run.output
-    assert "artifact 'classifier'" in artifacts_run.output
-    assert client.search_model_versions("name = 'akm_tampered'") == []
+    assert artifacts_run.task_states["modelify_tampered"] == "success", artifacts_run.output[-6000:]
+    assert "Artifact 'classifier'" in artifacts_run.output
+    assert "Downloading the run's copy instead" in artifacts_run.output
+    (version,) = client.search_model_versions("name = 'akm_tampered'")
+    expected = artifacts_run.xcoms[("train", "return_value")]["artifacts"]["classifier"]
+    with airflow_env.tracking().activate():
+        model_dir = Path(mlflow.artifacts.download_artifacts(f"models:/akm_tampered/{version.version}",
+                                                             dst_path=str(tmp_path)))  # fmt: skip
+    (shipped,) = model_dir.rglob(Path(expected["path"]).name)
+    assert sha256_path(shipped) == expected["sha256"]
 
 
 def test_modelify_without_training_files_rebuilds_the_same_model_from_mlflow(
@@ -401,3 +431,33 @@ def test_modelify_without_training_files_rebuilds_the_same_model_from_mlflow(
         (shipped,) = model_dir.rglob(Path(expected["path"]).name)
         assert sha256_path(shipped) == expected["sha256"], name
     assert len(predictions) == 5
+
+
+def test_mapped_trainings_each_finish_their_own_run_and_get_their_own_version(mapped_run, client):
+    """Mapped instances are distinct tasks: no run superseded by a sibling, modelify ``i`` models training ``i``."""
+    _assert_succeeded(mapped_run)
+    indexes = range(3)
+    assert {mapped_run.mapped_states[(task, i)] for task in ("train", "modelify") for i in indexes} == {"success"}
+    trainings = [mapped_run.mapped_xcoms[("train", i, "return_value")] for i in indexes]
+    assert [training["runtime_params"]["C"] for training in trainings] == [0.5, 1.0, 2.0]
+
+    experiment = client.get_experiment_by_name("akm_mapped")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 3
+    assert {run.info.status for run in runs} == {"FINISHED"}
+    assert not [run for run in runs if "airflow_kedro_mlflow.failed_reason" in run.data.tags]
+    by_id = {run.info.run_id: run for run in runs}
+    for i, training in enumerate(trainings):
+        tags = by_id[training["run_id"]].data.tags
+        assert (tags["airflow.task_id"], tags["airflow.map_index"]) == ("train", str(i))
+        assert by_id[training["run_id"]].data.params["C"] == str(training["runtime_params"]["C"])
+
+    modelified = [mapped_run.mapped_xcoms[("modelify", i, "return_value")] for i in indexes]
+    assert [result["run_id"] for result in modelified] == [training["run_id"] for training in trainings]
+    versions = client.search_model_versions("name = 'akm_mapped'")
+    assert sorted(int(v.version) for v in versions) == [1, 2, 3]
+    assert sorted(str(result["version"]) for result in modelified) == ["1", "2", "3"]
+    for i, result in enumerate(modelified):
+        version = client.get_model_version("akm_mapped", result["version"])
+        assert version.run_id == trainings[i]["run_id"]
+        assert version.tags["airflow.map_index"] == str(i)
