@@ -46,6 +46,7 @@ from airflow_kedro_mlflow.exceptions import AirflowKedroMlflowError, MlflowConne
 
 if TYPE_CHECKING:
     from airflow_kedro_mlflow.tracking import TrackingConfig
+    from airflow_kedro_mlflow.training_result import TrainingResult
 
 logger = logging.getLogger(__name__)
 
@@ -567,7 +568,7 @@ def _joined(values: Sequence[str] | None) -> list[str] | None:
     return [name.strip() for value in values for name in value.split(",") if name.strip()] or None
 
 
-def _training_result(path: str | None) -> Any:
+def _training_result(path: str | None) -> TrainingResult | None:
     """The training result file of ``--training-result``, checked key by key as an XCom is."""
     if path is None:
         return None

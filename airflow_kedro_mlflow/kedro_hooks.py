@@ -38,11 +38,13 @@ from airflow_kedro_mlflow.tracking.runs import run_scope
 from airflow_kedro_mlflow.tracking.tags import lineage_tags
 
 if TYPE_CHECKING:
+    from kedro.framework.context import KedroContext
     from kedro.io import CatalogProtocol
     from kedro.pipeline import Pipeline
     from kedro.pipeline.node import Node
 
     from airflow_kedro_mlflow.modelify import ModelifyResult
+    from airflow_kedro_mlflow.pipeline.pipeline_ml import PipelineMLLike
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +108,7 @@ class PipelineMLHook:
         self._reset()
 
     def _reset(self) -> None:
-        self._pipeline_ml: Any = None
+        self._pipeline_ml: PipelineMLLike | None = None
         self._pipeline_name: str | None = None
         self._input_data: Any = None
         self._tracking: TrackingConfig | None = None
@@ -125,7 +127,7 @@ class PipelineMLHook:
         return TrackingConfig.from_env(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
 
     @hook_impl
-    def after_context_created(self, context: Any) -> None:
+    def after_context_created(self, context: KedroContext) -> None:
         """Remember the env Kedro really reads (``run_params["env"]`` is None when the default ``local`` is used)."""
         self._env = effective_env(context)
 
@@ -228,7 +230,7 @@ class PipelineMLHook:
         finally:
             self._reset()
 
-    def _find_pipeline_ml(self, run_params: Mapping[str, Any], pipeline: Pipeline) -> tuple[str, Any] | None:
+    def _find_pipeline_ml(self, run_params: Mapping[str, Any], pipeline: Pipeline) -> tuple[str, PipelineMLLike] | None:
         """The registered PipelineML among the run's pipeline names whose whole training this run executes."""
         from kedro.framework.project import pipelines
 
@@ -261,7 +263,7 @@ class PipelineMLHook:
         return get_or_create_experiment(tracking.client(), name)
 
 
-def _kpm_kwargs(pipeline_ml: Any) -> dict[str, Any]:
+def _kpm_kwargs(pipeline_ml: PipelineMLLike) -> dict[str, Any]:
     kwargs = dict(getattr(pipeline_ml, "kpm_kwargs", None) or {})
     kwargs.pop("input_name", None)
     return kwargs

@@ -41,6 +41,8 @@ from airflow_kedro_mlflow.tracking.tags import (
 )
 
 if TYPE_CHECKING:
+    from types import ModuleType
+
     from mlflow import MlflowClient
     from mlflow.entities import Run
 
@@ -349,7 +351,7 @@ class MlflowModelDataset(AbstractDataset[Any, Any]):
             "save_args": {key: value for key, value in self._save_args.items() if key != "input_example"},
         }
 
-    def _flavor_module(self) -> Any:
+    def _flavor_module(self) -> ModuleType:
         try:
             module = importlib.import_module(self._flavor)
         except ImportError as exc:

@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from airflow_kedro_mlflow.exceptions import ProjectEnvironmentError
 
@@ -127,10 +127,11 @@ class VirtualenvExecution:
                 description=f"the Python environment of {python}",
                 extra_env={"PYTHONPATH": str(core_package.overlay(cache_root))},
             )
-        requirements = Path(os.fspath(self.requirements)).expanduser()  # type: ignore[arg-type]  # checked above
+        # __post_init__ requires exactly one of python and requirements: without python, requirements is set.
+        requirements = Path(os.fspath(cast(str, self.requirements))).expanduser()
         if not requirements.is_absolute():
             requirements = Path(project_path) / requirements
-        python = ensure_venv(
+        interpreter = ensure_venv(
             requirements.resolve(),
             cache_root=cache_root,
             base_python=self.python_version,
@@ -139,9 +140,9 @@ class VirtualenvExecution:
             env=filtered_environ(),
         )
         return ProjectEnvironment(
-            python=str(python),
-            description=f"the virtualenv built from {requirements} ({python.parent.parent})",
-            extra_env={"VIRTUAL_ENV": str(python.parent.parent)},
+            python=str(interpreter),
+            description=f"the virtualenv built from {requirements} ({interpreter.parent.parent})",
+            extra_env={"VIRTUAL_ENV": str(interpreter.parent.parent)},
         )
 
     def train(

@@ -47,6 +47,14 @@ logger = logging.getLogger(__name__)
 TERMINATE_GRACE_SECONDS = 3.0
 #: Lines of the child's output kept to explain a failure.
 _TAIL_LINES = 40
+#: The level a child's log line starts with, as the number ``logger.log`` takes.
+_LEVELS = {
+    "DEBUG": logging.DEBUG,
+    "INFO": logging.INFO,
+    "WARNING": logging.WARNING,
+    "ERROR": logging.ERROR,
+    "CRITICAL": logging.CRITICAL,
+}
 _LEVEL = re.compile(r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL) ")
 _ERROR_LINE = re.compile(r"^Error: (?:(?P<kind>[A-Za-z_][A-Za-z0-9_]*): )?(?P<message>.*)$")
 _PR_SET_PDEATHSIG = 1
@@ -156,7 +164,7 @@ def _log_line(line: str) -> None:
     if match is None:
         logger.info("%s", line)
     else:
-        logger.log(logging.getLevelName(match.group(1)), "%s", line[match.end() :])
+        logger.log(_LEVELS[match.group(1)], "%s", line[match.end() :])
 
 
 def _terminate(process: subprocess.Popen[str]) -> None:

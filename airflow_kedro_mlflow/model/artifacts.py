@@ -27,6 +27,8 @@ from airflow_kedro_mlflow.pipeline.pipeline_ml import format_names, is_parameter
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
+    from kedro.io import CatalogProtocol
+
 RUN_TRAINING_FIRST = "run the training pipeline first"
 LOCAL_PROTOCOLS = frozenset({"file", ""})
 _CHUNK = 1 << 20
@@ -96,7 +98,7 @@ def safe_filename(name: str) -> str:
     return _UNSAFE_FILENAME.sub("_", name).strip("_") or "artifact"
 
 
-def artifact_dataset_config(name: str, catalog: DataCatalog) -> dict[str, Any]:
+def artifact_dataset_config(name: str, catalog: CatalogProtocol) -> dict[str, Any]:
     """Return the catalog definition of artifact ``name`` without credentials, to rebuild it at load time.
 
     Built through the public ``DataCatalog.to_config`` on a one-dataset catalog, which splits credentials out: the
@@ -117,7 +119,7 @@ def artifact_dataset_config(name: str, catalog: DataCatalog) -> dict[str, Any]:
     return config
 
 
-def catalog_dataset(name: str, catalog: DataCatalog) -> AbstractDataset:
+def catalog_dataset(name: str, catalog: CatalogProtocol) -> AbstractDataset:
     """Return the catalog's dataset ``name`` or raise ``ArtifactNotFoundError`` naming it (with close matches)."""
     if name not in catalog:
         if is_parameter(name):
@@ -165,7 +167,7 @@ def dataset_load_path(name: str, dataset: AbstractDataset, filepath: str) -> Pur
     return None
 
 
-def local_artifact_path(name: str, catalog: DataCatalog, folder: Path) -> Path:
+def local_artifact_path(name: str, catalog: CatalogProtocol, folder: Path) -> Path:
     """Return a local path holding exactly what artifact ``name`` loads from; remote files are copied into ``folder``.
 
     :raises ArtifactNotFoundError: naming the dataset and the path, when the file does not exist or the dataset is

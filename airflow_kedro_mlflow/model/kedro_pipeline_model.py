@@ -28,12 +28,12 @@ import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, cast
 
-import mlflow.pyfunc
 from kedro.pipeline import Pipeline
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.pyfunc import PythonModel, PythonModelContext
 
 from airflow_kedro_mlflow.exceptions import KedroPipelineModelError
 from airflow_kedro_mlflow.model.artifacts import (
@@ -59,14 +59,18 @@ from airflow_kedro_mlflow.pipeline.pipeline_ml import (
 )
 
 if TYPE_CHECKING:
-    from kedro.io import DataCatalog
+    from kedro.io import AbstractDataset, CatalogProtocol
     from kedro.pipeline.node import Node
     from kedro.runner import AbstractRunner
+
+    from airflow_kedro_mlflow.pipeline.pipeline_ml import PipelineMLLike
 
 logger = logging.getLogger(__name__)
 
 COPY_MODES = ("assign", "copy", "deepcopy")
-CopyMode = str | None
+CopyMode = Literal["assign", "copy", "deepcopy"] | None
+#: How a node declares its inputs or outputs: one name, names in order, ``{argument or key: name}``, or none.
+_NodeBinding = str | list[str] | dict[str, str] | None
 
 
 #: Types ``copy.deepcopy`` returns as they are: skipping it for them changes nothing but the time per call.
@@ -109,7 +113,7 @@ def _copy_value(value: Any, mode: CopyMode) -> Any:
     return copy.deepcopy(value)
 
 
-def _default_copy_mode(value: Any) -> str:
+def _default_copy_mode(value: Any) -> CopyMode:
     """Kedro's choice of copy mode for a ``MemoryDataset`` without one (``kedro.io.memory_dataset``), by type.
 
     pandas DataFrames and numpy arrays are copied, other DataFrames (Spark, polars) and ibis tables assigned,
@@ -133,7 +137,7 @@ class _Plan:
     node_names: tuple[str, ...]  # of the node each step runs, to name it when it fails
 
 
-class KedroPipelineModel(mlflow.pyfunc.PythonModel):
+class KedroPipelineModel(PythonModel):
     """Serve a Kedro inference pipeline, with everything its training produced, as an MLflow pyfunc model.
 
     Log it with ``mlflow.pyfunc.log_model(python_model=model, artifacts=model.extract_pipeline_artifacts(), ...)``.
@@ -147,8 +151,8 @@ class KedroPipelineModel(mlflow.pyfunc.PythonModel):
 
     def __init__(
         self,
-        pipeline: Pipeline,
-        catalog: DataCatalog,
+        pipeline: PipelineMLLike | Pipeline,
+        catalog: CatalogProtocol,
         input_name: str | None = None,
         runner: AbstractRunner | None = None,
         copy_mode: CopyMode | dict[str, CopyMode] = "assign",
@@ -202,7 +206,7 @@ class KedroPipelineModel(mlflow.pyfunc.PythonModel):
                 catalog_dataset(name, catalog)
         self.artifact_paths: dict[str, str] = {}
         self.artifact_sha256: dict[str, str] = {}
-        self._catalog: DataCatalog | None = catalog
+        self._catalog: CatalogProtocol | None = catalog
         self._plan: _Plan | None = None
         self._fallback_runner: AbstractRunner | None = None
 
@@ -226,19 +230,21 @@ class KedroPipelineModel(mlflow.pyfunc.PythonModel):
         :raises ArtifactNotFoundError: naming the dataset and path when an artifact is not persisted yet.
         """
         todo = [name for name in self.artifact_names if name not in self.artifact_paths]
-        if todo and self._catalog is None:
+        catalog = self._catalog
+        if todo and catalog is None:
             raise KedroPipelineModelError(
                 f"Artifacts {format_names(todo)} have no path and this model has no catalog (it was unpickled). "
                 f"Pass their paths and hashes with set_artifacts(), or build the model from a catalog."
             )
         folder = Path(parameters_saving_folder or tempfile.mkdtemp(prefix="kedro-pipeline-model-"))
-        for name in todo:
-            if is_parameter(name):
-                path = save_parameter(name, self._catalog.load(name), folder)
-            else:
-                path = local_artifact_path(name, self._catalog, folder)
-            self.artifact_paths[name] = str(path)
-            self.artifact_sha256[name] = sha256_path(path)
+        if catalog is not None:  # else nothing is left to extract (checked above)
+            for name in todo:
+                if is_parameter(name):
+                    path = save_parameter(name, catalog.load(name), folder)
+                else:
+                    path = local_artifact_path(name, catalog, folder)
+                self.artifact_paths[name] = str(path)
+                self.artifact_sha256[name] = sha256_path(path)
         return {name: self.artifact_paths[name] for name in self.artifact_names}
 
     def set_artifacts(self, paths: Mapping[str, str | Path], sha256: Mapping[str, str]) -> None:
@@ -266,7 +272,7 @@ class KedroPipelineModel(mlflow.pyfunc.PythonModel):
 
     # -- loading: once per process ---------------------------------------------------------------------------------
 
-    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+    def load_context(self, context: PythonModelContext) -> None:
         """Verify, load and bind everything ``predict`` needs, once.
 
         :raises KedroPipelineModelError: when the model was logged without an artifact, or without its hash.
@@ -320,9 +326,11 @@ class KedroPipelineModel(mlflow.pyfunc.PythonModel):
 
     # -- predicting: many times ------------------------------------------------------------------------------------
 
-    def predict(
+    # MLflow reads the hints of ``predict`` when the model is logged (a hint on ``model_input`` would change how it
+    # infers or warns about the signature), so ``model_input`` stays without one and mypy is told so here.
+    def predict(  # type: ignore[no-untyped-def]
         self,
-        context: mlflow.pyfunc.PythonModelContext | None,
+        context: PythonModelContext | None,
         model_input,  # no type hint on purpose: see _skip_type_hint_validation
         params: dict[str, Any] | None = None,
     ) -> Any:
@@ -377,7 +385,9 @@ class KedroPipelineModel(mlflow.pyfunc.PythonModel):
         from kedro.io import DataCatalog, MemoryDataset
 
         data[self.input_name] = model_input
-        datasets = {name: MemoryDataset(copy_mode=mode) for name, mode in self._copy_modes.items()}
+        datasets: dict[str, AbstractDataset] = {
+            name: MemoryDataset(copy_mode=mode) for name, mode in self._copy_modes.items()
+        }
         for name, value in data.items():
             datasets[name].save(value)
         catalog = DataCatalog(datasets=datasets)
@@ -514,7 +524,8 @@ def _resolve_copy_modes(copy_mode: Any, inference: Pipeline) -> dict[str, CopyMo
             raise KedroPipelineModelError(
                 f"copy_mode={copy_mode!r} is not valid; {valid}.{suggest(copy_mode, COPY_MODES)}"
             )
-        return {name: None if is_parameter(name) else copy_mode for name in datasets}
+        mode = cast(CopyMode, copy_mode)  # a str only if one of COPY_MODES (checked just above)
+        return {name: None if is_parameter(name) else mode for name in datasets}
     if not isinstance(copy_mode, dict):
         raise KedroPipelineModelError(f"copy_mode={copy_mode!r} is not valid; {valid}.")
     unknown = set(copy_mode) - set(datasets)
@@ -532,7 +543,7 @@ def _resolve_copy_modes(copy_mode: Any, inference: Pipeline) -> dict[str, CopyMo
     return modes
 
 
-def _node_binding(node: Node) -> tuple[Any, Any]:
+def _node_binding(node: Node) -> tuple[_NodeBinding, _NodeBinding]:
     """Return how ``node`` binds its function: ``(inputs, outputs)`` as declared (str, list, dict or None).
 
     ``Node`` exposes its input/output *names* publicly but not the argument binding (which input goes to which
@@ -543,7 +554,7 @@ def _node_binding(node: Node) -> tuple[Any, Any]:
     return node._inputs, node._outputs
 
 
-def _bind_node(node: Node, modes: Mapping[str, CopyMode], release: tuple[str, ...]) -> Callable[[dict], None]:
+def _bind_node(node: Node, modes: Mapping[str, CopyMode], release: tuple[str, ...]) -> Callable[[dict[str, Any]], None]:
     """Build a callable that runs ``node`` on the values in ``data`` and stores its outputs there.
 
     Reads copy each input per its copy mode and writes copy each output, as a ``MemoryDataset`` would; datasets
@@ -577,7 +588,7 @@ def _bind_node(node: Node, modes: Mapping[str, CopyMode], release: tuple[str, ..
     return general_step
 
 
-def _node_names(binding: Any) -> tuple[str, ...]:
+def _node_names(binding: _NodeBinding) -> tuple[str, ...]:
     """Dataset names of a node's declared inputs or outputs (str, list, dict values, or None), in order."""
     if binding is None:
         return ()

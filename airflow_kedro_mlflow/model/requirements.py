@@ -66,12 +66,11 @@ def project_code_paths(project_package: str) -> list[str]:
 
     :raises KedroProjectError: when the package cannot be imported from here.
     """
+    cause: ImportError | ValueError | None = None
     try:
         spec = importlib.util.find_spec(project_package)
     except (ImportError, ValueError) as exc:
         spec, cause = None, exc
-    else:
-        cause = None
     if spec is None:
         raise KedroProjectError(
             f"The Kedro project's package {project_package!r} cannot be imported, so it cannot be shipped with the "

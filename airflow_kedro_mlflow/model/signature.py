@@ -16,7 +16,7 @@ from airflow_kedro_mlflow.model.artifacts import catalog_dataset
 from airflow_kedro_mlflow.pipeline.pipeline_ml import PARAMS_PREFIX
 
 if TYPE_CHECKING:
-    from kedro.io import DataCatalog
+    from kedro.io import CatalogProtocol
     from kedro.pipeline import Pipeline
     from mlflow.models import ModelSignature
 
@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 _SCALARS = (bool, int, float, str, bytes, datetime.date, datetime.datetime)
 
 
-def infer_model_signature(input_data: Any, inference: Pipeline, catalog: DataCatalog) -> ModelSignature:
+def infer_model_signature(input_data: Any, inference: Pipeline, catalog: CatalogProtocol) -> ModelSignature:
     """Infer the signature of the model serving ``inference``.
 
     :param input_data: data as the model receives it, typically the training run's ``input_name`` dataset

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from kedro.io import CatalogProtocol
     from kedro.pipeline import Pipeline
     from mlflow import MlflowClient
+    from mlflow.models import ModelSignature
 
     from airflow_kedro_mlflow.model import KedroPipelineModel
     from airflow_kedro_mlflow.tracking import TrackingConfig
@@ -183,7 +184,7 @@ def modelify(
                         {name: digest for name, digest in hashes.items() if name not in from_session},
                     )
                 signature = _recorded_signature(training, {name: opened.catalog.load(name) for name in from_session})
-                log = {
+                log: dict[str, Any] = {  # log_pipeline_model's keyword arguments, the same in both branches
                     "input_name": input_name,
                     "registered_model_name": options.registered_model_name,
                     "aliases": alias_list,
@@ -233,7 +234,9 @@ def _resolve_spec(
                         runtime_params=runtime_params or {})  # fmt: skip
 
 
-def _caller_params(project: Any, runtime_params: Mapping[str, Any] | None) -> dict[str, Any]:
+def _caller_params(
+    project: str | os.PathLike[str] | KedroRunSpec | None, runtime_params: Mapping[str, Any] | None
+) -> dict[str, Any]:
     """The runtime params modelify's caller gave (not the training task's): those may change a trained value."""
     given = dict(project.runtime_params) if isinstance(project, KedroRunSpec) else {}
     return {**given, **dict(runtime_params or {})}
@@ -271,7 +274,7 @@ def _changed_parameters(
         return set()
     from airflow_kedro_mlflow.kedro_project import get_pipeline
 
-    trained = getattr(opened.pipeline, "training", None)
+    trained: Pipeline | None = getattr(opened.pipeline, "training", None)
     if trained is None:  # modelify of a plain inference pipeline: training's pipeline is the registered one
         registered = get_pipeline(spec.project_path, training.pipeline_name)
         trained = getattr(registered, "training", registered)
@@ -285,7 +288,7 @@ def _changed_parameters(
     )
 
 
-def _recorded_signature(training: TrainingResult | None, new_defaults: Mapping[str, Any]) -> Any:
+def _recorded_signature(training: TrainingResult | None, new_defaults: Mapping[str, Any]) -> ModelSignature | None:
     """The signature training recorded, with the defaults of the ``params:`` in ``new_defaults`` replaced.
 
     MLflow fills a predict call's missing params with the signature's defaults: a param modelify's runtime params

@@ -36,13 +36,14 @@ if TYPE_CHECKING:
     from mlflow.models import ModelSignature
 
     from airflow_kedro_mlflow.model import KedroPipelineModel
+    from airflow_kedro_mlflow.pipeline.pipeline_ml import PipelineMLLike
     from airflow_kedro_mlflow.tracking import TrackingConfig
 
 logger = logging.getLogger(__name__)
 
 
 def log_pipeline_model(
-    pipeline: Pipeline,
+    pipeline: PipelineMLLike | Pipeline,
     catalog: CatalogProtocol,
     *,
     input_name: str | None = None,
@@ -113,18 +114,21 @@ def log_kedro_pipeline_model(
     options = normalize_log_model_kwargs(log_model_kwargs, registered_model_name)
     alias_list = validate_aliases(aliases, options.registered_model_name)
     active = mlflow.active_run()
-    if run_id is None and active is None:
-        raise MlflowRunNotFoundError(
-            "log_pipeline_model needs an MLflow run: call it inside mlflow.start_run(), pass run_id, or use "
-            "modelify() which takes care of it."
-        )
-    if run_id is not None and active is not None and active.info.run_id != run_id:
-        raise MlflowRunConflictError(
-            f"MLflow run {active.info.run_id} is active in this process, so the model cannot be logged next to run "
-            f"{run_id}: MLflow would link it to the active run. End the active run first, or drop run_id."
-        )
+    if run_id is None:
+        if active is None:
+            raise MlflowRunNotFoundError(
+                "log_pipeline_model needs an MLflow run: call it inside mlflow.start_run(), pass run_id, or use "
+                "modelify() which takes care of it."
+            )
+        source_run_id = active.info.run_id
+    else:
+        if active is not None and active.info.run_id != run_id:
+            raise MlflowRunConflictError(
+                f"MLflow run {active.info.run_id} is active in this process, so the model cannot be logged next to "
+                f"run {run_id}: MLflow would link it to the active run. End the active run first, or drop run_id."
+            )
+        source_run_id = run_id
     client = mlflow.MlflowClient()
-    source_run_id = run_id or active.info.run_id  # type: ignore[union-attr]
     experiment_id = client.get_run(source_run_id).info.experiment_id
 
     tags = clean_tags(mlflow_tags)
@@ -324,7 +328,7 @@ def _load_input_data(catalog: CatalogProtocol, input_name: str) -> Any:
     dataset = catalog.get(input_name) if hasattr(catalog, "get") else None
     if isinstance(dataset, MemoryDataset):
         return None
-    if hasattr(dataset, "exists") and not dataset.exists():
+    if dataset is not None and hasattr(dataset, "exists") and not dataset.exists():
         return None
     return catalog.load(input_name)
 

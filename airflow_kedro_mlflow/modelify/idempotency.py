@@ -47,21 +47,28 @@ def reuse_logged_model(
     a deleted run; such a model is deleted (best effort) and the retry logs a new one.
     """
     for existing in [model for model in logged_models_for(client, experiment_id, token) if is_ready(model)]:
-        if _run_is_deleted(client, existing.source_run_id):
+        run_id = existing.source_run_id
+        if not run_id:
+            raise MlflowRunNotFoundError(
+                f"Logged model {existing.model_id} carries this task's idempotency key but names no source run, so "
+                "it was not logged by modelify (which always logs next to a run) and cannot be reused. Delete it "
+                f"(MlflowClient().delete_logged_model({existing.model_id!r})) and run the task again."
+            )
+        if _run_is_deleted(client, run_id):
             logger.warning(
                 "Deleting model %s an earlier try logged: its MLflow run %s was deleted after that try failed.",
                 existing.model_id,
-                existing.source_run_id,
+                run_id,
             )
             delete_logged_model(client, existing.model_id)
             continue
         logger.info("Reusing model %s logged by an earlier try (idempotency key %s)", existing.model_id, token[:12])
         result = ModelifyResult(
             model_uri=f"models:/{existing.model_id}",
-            run_id=existing.source_run_id,
+            run_id=run_id,
             experiment_id=existing.experiment_id,
             model_id=existing.model_id,
-            run_url=tracking.run_url(existing.experiment_id, existing.source_run_id),
+            run_url=tracking.run_url(existing.experiment_id, run_id),
             reused=True,
         )
         if registered_model_name is not None:
@@ -100,10 +107,8 @@ def discard_unfinished(client: MlflowClient, experiment_id: str, token: str, cur
     return discarded
 
 
-def _run_is_deleted(client: MlflowClient, run_id: str | None) -> bool:
+def _run_is_deleted(client: MlflowClient, run_id: str) -> bool:
     """Whether ``run_id`` is deleted (or gone); a run that cannot be read for another reason raises."""
-    if not run_id:
-        return False
     try:
         get_run(client, run_id)
     except MlflowRunNotFoundError:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import difflib
 import warnings
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol, TypeGuard
 
 from kedro.pipeline import Pipeline
 from kedro.pipeline.node import Node
@@ -142,6 +142,19 @@ def validate_pipeline_ml(training: Any, inference: Any, input_name: Any) -> None
             f"nor 'params:' inputs, so the model could not ship them.{hints} Make a training node produce or read "
             f"them, or pass one of them as input_name (currently {input_name!r})."
         )
+
+
+class PipelineMLLike(Protocol):
+    """What our ``PipelineML`` and kedro-mlflow's have in common, as :func:`is_pipeline_ml` recognizes them."""
+
+    @property
+    def training(self) -> Pipeline: ...
+
+    @property
+    def inference(self) -> Pipeline: ...
+
+    @property
+    def input_name(self) -> str: ...
 
 
 class PipelineML(Pipeline):
@@ -337,7 +350,7 @@ class PipelineML(Pipeline):
         return self._with_training(self.training.tag(tags))
 
 
-def _looks_like_pipeline_ml(candidate: Any) -> bool:
+def _looks_like_pipeline_ml(candidate: object) -> TypeGuard[PipelineMLLike]:
     return all(hasattr(candidate, attribute) for attribute in ("training", "inference", "input_name"))
 
 
@@ -347,7 +360,7 @@ def _short(pipeline: Pipeline) -> str:
     return f"{type(pipeline).__name__}([{shown}])"
 
 
-def is_pipeline_ml(candidate: Any) -> bool:
+def is_pipeline_ml(candidate: object) -> TypeGuard[PipelineMLLike]:
     """Tell whether ``candidate`` is a ``PipelineML``, ours or kedro-mlflow's (duck-typed on its attributes)."""
     return isinstance(candidate, PipelineML) or (isinstance(candidate, Pipeline) and _looks_like_pipeline_ml(candidate))
 

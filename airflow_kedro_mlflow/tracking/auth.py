@@ -20,8 +20,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from requests import PreparedRequest
 
 #: The plugin's name, the value of ``MLFLOW_TRACKING_AUTH`` while a config with credentials is active.
 PROVIDER_NAME = "airflow-kedro-mlflow"
@@ -76,8 +79,8 @@ def scoped_credentials(uris: list[str], header: str) -> Iterator[None]:
 class OriginScopedAuth:
     """``requests`` auth: adds the active config's ``Authorization`` header to requests for its own origin only."""
 
-    def __call__(self, request: Any) -> Any:
-        header = authorization_for(request.url)
+    def __call__(self, request: PreparedRequest) -> PreparedRequest:
+        header = authorization_for(request.url) if request.url else None  # a request without a URL has no origin
         if header is not None:
             request.headers["Authorization"] = header
         return request

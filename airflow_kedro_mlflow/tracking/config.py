@@ -17,7 +17,7 @@ import os
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from airflow_kedro_mlflow.exceptions import MlflowConnectionError, MlflowServerUnavailableError
@@ -43,6 +43,8 @@ _MANAGED_ENV = (
     "MLFLOW_EXPERIMENT_NAME",
     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT",
 )
+
+_Number = TypeVar("_Number", int, float)
 
 #: HTTP retries when the caller sets none (connection extra, ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``): MLflow's own
 #: default retries for about four minutes, while a task or a CLI call should fail fast and be retried as a whole.
@@ -207,8 +209,9 @@ class TrackingConfig:
                 _set_active_experiment_id(None)  # an experiment chosen for another server means nothing here
                 yield self
         finally:
-            mlflow.set_tracking_uri(saved_tracking)
-            mlflow.set_registry_uri(saved_registry)
+            # None restores "unset": MLflow handles it (and clears the exported variable), its hints say str only.
+            mlflow.set_tracking_uri(saved_tracking)  # type: ignore[arg-type]
+            mlflow.set_registry_uri(saved_registry)  # type: ignore[arg-type]
             _set_active_experiment_id(saved_experiment)
             for name, value in saved_env.items():
                 _set_env(name, value)
@@ -284,7 +287,7 @@ class TrackingConfig:
         return f"Bearer {self.password}"
 
 
-def _number_from_env(env: Mapping[str, str], name: str, kind: type) -> Any:
+def _number_from_env(env: Mapping[str, str], name: str, kind: type[_Number]) -> _Number | None:
     raw = env.get(name, "").strip()
     if not raw:
         return None
@@ -323,7 +326,8 @@ def _set_active_experiment_id(experiment_id: str | None) -> None:
     """
     from mlflow.tracking import fluent
 
-    fluent._active_experiment_id = experiment_id
+    # MLflow declares the global as `= None` without a hint, so mypy infers the type None for it.
+    fluent._active_experiment_id = experiment_id  # type: ignore[assignment]
 
 
 def same_tracking_uri(left: str, right: str) -> bool:

@@ -20,7 +20,9 @@ from airflow_kedro_mlflow.training_result import ARTIFACTS_FOLDER, MANIFEST_PATH
 
 if TYPE_CHECKING:
     from kedro.framework.session import KedroSession
+    from kedro.io import CatalogProtocol
 
+    from airflow_kedro_mlflow.pipeline.pipeline_ml import PipelineMLLike
     from airflow_kedro_mlflow.tracking import TrackingConfig
     from airflow_kedro_mlflow.training.observer import RunObserver
 
@@ -30,7 +32,7 @@ _UNSAFE_PATH_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def record_artifacts(
-    pipeline_ml: Any,
+    pipeline_ml: PipelineMLLike,
     observer: RunObserver,
     session: KedroSession,
     tracking: TrackingConfig,
@@ -71,7 +73,7 @@ def record_artifacts(
 def _upload_artifacts(
     paths: Mapping[str, str],
     hashes: Mapping[str, str],
-    catalog: Any,
+    catalog: CatalogProtocol,
     tracking: TrackingConfig,
     run_id: str,
     *,
@@ -107,7 +109,7 @@ def _upload_artifacts(
     return records
 
 
-def check_artifacts_declared(pipeline_ml: Any, session: KedroSession) -> None:
+def check_artifacts_declared(pipeline_ml: PipelineMLLike, session: KedroSession) -> None:
     """Fail before training when an inference artifact could never be shipped (undeclared, or a MemoryDataset)."""
     from airflow_kedro_mlflow.model import KedroPipelineModel
 
@@ -133,13 +135,13 @@ def _pin_versions(catalog: Any, names: Iterable[str], saved: set[str], save_vers
                 catalog_logger.setLevel(level)
 
 
-def _is_versioned(name: str, catalog: Any) -> bool:
+def _is_versioned(name: str, catalog: CatalogProtocol) -> bool:
     from airflow_kedro_mlflow.model.artifacts import artifact_dataset_config
 
     return bool(artifact_dataset_config(name, catalog).get("versioned"))
 
 
-def _warn_if_unversioned(name: str, path: Path, catalog: Any) -> None:
+def _warn_if_unversioned(name: str, path: Path, catalog: CatalogProtocol) -> None:
     if name.startswith("params:") or _is_versioned(name, catalog):
         return
     logger.warning(

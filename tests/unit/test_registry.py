@@ -18,6 +18,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import LoggedModelStatus
 
+from airflow_kedro_mlflow.exceptions import MlflowRunNotFoundError
 from airflow_kedro_mlflow.modelify.build import register_logged_model
 from airflow_kedro_mlflow.modelify.idempotency import discard_unfinished, reuse_logged_model
 from airflow_kedro_mlflow.modelify.result import ModelifyResult
@@ -211,6 +212,25 @@ def test_reuse_skips_and_deletes_a_model_whose_run_was_deleted(client, run_id, t
     assert reused is None
     assert orphan not in live_model_ids(client, run_id)
     assert client.search_registered_models() == []
+
+
+def test_reuse_refuses_a_model_of_the_key_without_a_source_run(client, run_id, tracking_uri):
+    # modelify always logs next to a run: a model of the key without one was made elsewhere, and a result without a
+    # run id would reach XCom and the run link as None
+    experiment_id = client.get_run(run_id).info.experiment_id
+    stray = client.create_logged_model(experiment_id, name="model", tags={IDEMPOTENCY_TAG: TOKEN}).model_id
+    client.finalize_logged_model(stray, LoggedModelStatus.READY)
+
+    with pytest.raises(MlflowRunNotFoundError, match=f"Logged model {stray} .* names no source run"):
+        reuse_logged_model(
+            client,
+            experiment_id=experiment_id,
+            token=TOKEN,
+            registered_model_name=None,
+            aliases=[],
+            tags={},
+            tracking=TrackingConfig(tracking_uri=tracking_uri),
+        )
 
 
 # -- cleanup never hides the error -------------------------------------------------------------------------------------
