@@ -39,7 +39,9 @@ from airflow_kedro_mlflow.tracking.tags import (
 )
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.sdk import BaseOperatorLink, Context
+
+    from airflow_kedro_mlflow.training_result import TrainingResult
 
 #: XCom key under which both operators return their result (Airflow's ``return_value``): the training task's
 #: payload is :meth:`TrainingResult.to_xcom`, the modelify task's :meth:`ModelifyResult.to_xcom`.
@@ -77,7 +79,7 @@ class _KedroTaskOperator(BaseOperator):
     after a timeout already unwound it) ``on_kill`` does nothing.
     """
 
-    operator_extra_links = (MlflowRunLink(),)
+    operator_extra_links: tuple[BaseOperatorLink, ...] = (MlflowRunLink(),)
     ui_color = "#ffc900"
 
     def __init__(
@@ -362,7 +364,7 @@ class KedroModelifyOperator(_KedroTaskOperator):
             ti.xcom_push(key=MLFLOW_MODEL_VERSION_URL_KEY, value=result.model_version_url)
         return result.to_xcom()
 
-    def _training_result(self, context: Context) -> Any:
+    def _training_result(self, context: Context) -> TrainingResult | None:
         """Return the upstream training task's ``TrainingResult``, or None when fields are given explicitly.
 
         When both tasks are mapped (this one expanded over the training task's output), map index ``i`` reads what

@@ -11,7 +11,7 @@
   failed call leaves no empty run behind.
 
 Logging a model next to an existing run without touching it (modelify and the training run) does not need a scope
-at all: see :mod:`airflow_kedro_mlflow.modelify.logging`.
+at all: see :mod:`airflow_kedro_mlflow.modelify.build`.
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ def run_scope(
     try:
         yield client.get_run(run_id)
     except BaseException:
-        mlflow.end_run(status="FAILED")
+        _end_failed_run(run_id)
         if created and delete_on_failure:
             _delete_run(client, run_id)
         raise
@@ -180,6 +180,21 @@ def _add_missing_tags(client: MlflowClient, run: Run, tags: Mapping[str, str]) -
         client.set_tag(run.info.run_id, key, value)
 
 
+def _end_failed_run(run_id: str) -> None:
+    """End the active run as FAILED, best effort: the error that failed the block matters more than this one.
+
+    MLflow takes the run off this process's run stack before it calls the server, so even when the server is down
+    no run stays active here; the run itself then stays RUNNING until a retry marks it (:func:`fail_superseded_runs`).
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mlflow.end_run(status="FAILED")
+    except (MlflowException, OSError) as exc:
+        logger.warning("Could not mark MLflow run %s FAILED: %s", run_id, getattr(exc, "message", None) or exc)
+
+
 def _delete_run(client: MlflowClient, run_id: str) -> None:
     """Best-effort cleanup after a failure: the original error matters more than a failed delete."""
     from mlflow.exceptions import MlflowException
@@ -187,5 +202,44 @@ def _delete_run(client: MlflowClient, run_id: str) -> None:
     try:
         client.delete_run(run_id)
         logger.info("Deleted MLflow run %s created by this failed call", run_id)
-    except MlflowException as exc:
-        logger.warning("Could not delete MLflow run %s after a failure: %s", run_id, exc.message)
+    except (MlflowException, OSError) as exc:
+        logger.warning(
+            "Could not delete MLflow run %s after a failure: %s", run_id, getattr(exc, "message", None) or exc
+        )
+
+
+def share_run_with_thread(run: Run) -> bool:
+    """Make ``run`` the active MLflow run of the calling thread when that thread has none; return whether it did.
+
+    MLflow's active run is thread-local, so a node that a ``ThreadRunner`` runs in a worker thread sees no run:
+    its ``mlflow.log_metric`` would start a stray run, and ``mlflow.active_run()`` returns None there. MLflow has no
+    public way to make a run another thread started active in this one without a server call
+    (``mlflow.start_run(run_id=...)`` fetches the run, sets it RUNNING again, and its ``end_run`` would end it for
+    the run's owner), so this pushes the run onto this thread's run stack: no server call, nothing ended.
+    Undo it with :func:`unshare_run_with_thread` when the thread's work for the run is done.
+    """
+    stack = _thread_run_stack()
+    if stack:
+        return False
+    stack.append(run)
+    return True
+
+
+def unshare_run_with_thread(run_id: str) -> None:
+    """Take run ``run_id`` off the calling thread's run stack again, without ending it (its owner ends it)."""
+    stack = _thread_run_stack()
+    if stack and stack[-1].info.run_id == run_id:
+        stack.pop()
+
+
+def _thread_run_stack() -> list[Run]:
+    """MLflow's run stack of the calling thread: the list ``mlflow.active_run()`` reads its last item from.
+
+    The package's one use of a private MLflow name (``mlflow.tracking.fluent._active_run_stack``, a per-thread
+    ``ThreadLocalVariable`` holding a list; checked against MLflow 3.17): see :func:`share_run_with_thread` for why
+    no public API does it. Kept in this one function so an MLflow upgrade that moves it breaks one place.
+    """
+    from mlflow.tracking import fluent
+
+    stack: list[Run] = fluent._active_run_stack.get()
+    return stack

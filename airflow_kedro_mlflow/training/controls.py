@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from kedro.pipeline import Pipeline
     from kedro.runner import AbstractRunner
 
-_BUILTIN_RUNNERS = ("ParallelRunner", "SequentialRunner", "ThreadRunner")
+_BUILTIN_RUNNERS = ("SequentialRunner", "ThreadRunner")  # ParallelRunner is refused: see _refuse_subprocess_runner
 
 
 def names(argument: str, value: Iterable[str] | str | None) -> list[str] | None:
@@ -51,7 +51,33 @@ def _shown(filters: Mapping[str, list[str] | None]) -> dict[str, list[str]]:
 
 
 def resolve_runner(runner: AbstractRunner | str | type | None, package_name: str) -> AbstractRunner:
-    """Return a runner instance from an instance, a class, a built-in name or an allowed dotted path."""
+    """Return a runner instance from an instance, a class, a built-in name or an allowed dotted path.
+
+    :raises KedroProjectError: unknown or disallowed runner, or a runner that runs nodes in other processes.
+    """
+    runner_obj = _runner_instance(runner, package_name)
+    _refuse_subprocess_runner(runner_obj)
+    return runner_obj
+
+
+def _refuse_subprocess_runner(runner: AbstractRunner) -> None:
+    """Refuse ``ParallelRunner`` (and its subclasses): the training run cannot follow its nodes.
+
+    It runs nodes in worker processes, where Kedro calls only the project's own hooks (not those registered on the
+    session, as the training run's are) and MLflow has no active run: node metrics would be lost, the artifacts
+    could not be pinned to this run's version, and no signature would be inferred from the training input.
+    """
+    from kedro.runner import ParallelRunner
+
+    if isinstance(runner, ParallelRunner):
+        raise KedroProjectError(
+            f"runner {type(runner).__name__!r} runs Kedro nodes in separate processes, which a training run cannot "
+            "follow: their MLflow metrics would be lost and their artifacts could not be pinned to the run. Use "
+            "runner='ThreadRunner' (nodes in parallel threads of this process) or 'SequentialRunner'."
+        )
+
+
+def _runner_instance(runner: AbstractRunner | str | type | None, package_name: str) -> AbstractRunner:
     from kedro.framework.project import settings
     from kedro.runner import AbstractRunner, SequentialRunner
     from kedro.utils import load_obj

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,15 +29,16 @@ from airflow_kedro_mlflow.kedro_project import (
     resolved_conf_source,
 )
 from airflow_kedro_mlflow.tracking.runs import fail_superseded_runs, get_or_create_experiment, run_scope
-from airflow_kedro_mlflow.tracking.tags import lineage_tags
+from airflow_kedro_mlflow.tracking.tags import git_tags, lineage_tags
 from airflow_kedro_mlflow.training.artifacts import check_artifacts_declared, record_artifacts
 from airflow_kedro_mlflow.training.controls import check_filters, names, resolve_runner
 from airflow_kedro_mlflow.training.observer import RunObserver
-from airflow_kedro_mlflow.training_result import TrainingResult
+from airflow_kedro_mlflow.training_result import ArtifactRecord, TrainingResult
 
 if TYPE_CHECKING:
     from kedro.framework.session import KedroSession
     from kedro.runner import AbstractRunner
+    from mlflow.entities import Run
 
     from airflow_kedro_mlflow.tracking import TrackingConfig
 
@@ -82,8 +84,9 @@ def run_training(
     :param run_name: MLflow run name; default: the pipeline name.
     :param run_id: train inside this existing MLflow run (several tasks sharing one run) instead of a new one.
     :param mlflow_tags: extra MLflow run tags (e.g. ``airflow.dag_id``); Kedro's ``tags`` are a node filter.
-    :param runner: a Kedro runner instance, or a name (``"SequentialRunner"``, ``"ThreadRunner"``,
-        ``"ParallelRunner"``, or a dotted path in the project package / ``RUNNER_MODULE_ALLOWLIST``).
+    :param runner: a Kedro runner instance, or a name (``"SequentialRunner"``, ``"ThreadRunner"``, or a dotted path
+        in the project package / ``RUNNER_MODULE_ALLOWLIST``). Nodes run by ``ThreadRunner`` see the training run as
+        their active MLflow run; ``ParallelRunner`` is refused (its worker processes would lose node metrics).
     :param tags: run only nodes with any of these Kedro tags (a comma-separated string is split).
     :param node_names: run only these nodes.
     :param from_nodes: run from these nodes on.
@@ -93,7 +96,7 @@ def run_training(
         runs, so a caller can link to a run that later fails (the operator pushes its extra link there).
     :raises MlflowConnectionError: the tracking server refuses the credentials.
     :raises MlflowServerUnavailableError: the tracking server cannot be reached.
-    :raises KedroProjectError: not a Kedro project, unknown env/pipeline/node/runner.
+    :raises KedroProjectError: not a Kedro project, unknown env/pipeline/node/runner, or ``ParallelRunner``.
     :raises MlflowRunNotFoundError: ``run_id`` does not exist on the tracking server.
     :raises KedroRunError: a node failed (named; the original error is the ``__cause__``).
     """
@@ -117,8 +120,11 @@ def run_training(
     if load_versions is not None and not isinstance(load_versions, Mapping):
         raise KedroProjectError(f"load_versions must be a mapping of dataset name to version, got {load_versions!r}.")
 
-    with tracking.activate(), _hook_logging_disabled():
+    with tracking.activate(), _hook_logging_disabled(), ThreadPoolExecutor(1, thread_name_prefix="akm-git") as pool:
         tracking.check_connection()
+        # `git status` reads the metadata of every tracked file, which takes a while in a large repository: it runs
+        # in a subprocess while Kedro opens the session and loads the pipelines.
+        git = pool.submit(git_tags, spec.project_path)
         with spec.session() as session:
             import kedro.framework.project as kedro_project
 
@@ -129,12 +135,13 @@ def run_training(
             registered = get_pipeline(session, spec.pipeline_name)
             check_filters(registered, spec.pipeline_name, filters)
             pipeline_ml = registered if is_pipeline_ml(registered) else None
+            input_name: str | None = getattr(pipeline_ml, "input_name", None)
             if pipeline_ml is not None:
                 check_artifacts_declared(pipeline_ml, session)
             runner_obj = resolve_runner(runner, package_name)
             resolved_env = effective_env(session.load_context())
-            run_tags = lineage_tags(mlflow_tags, env=resolved_env, pipeline_name=spec.pipeline_name,
-                                    project_path=project_root, session_id=session.session_id)  # fmt: skip
+            run_tags = lineage_tags({**git.result(), **dict(mlflow_tags or {})}, env=resolved_env,
+                                    pipeline_name=spec.pipeline_name, session_id=session.session_id)  # fmt: skip
             client = tracking.client()
             experiment_id = None
             if run_id is None:
@@ -154,10 +161,11 @@ def run_training(
                 )
                 if on_run_start is not None:
                     on_run_start(active_run_id, run_url)
-                observer = RunObserver(tracking, active_run_id, input_name=getattr(pipeline_ml, "input_name", None))
+                observer = RunObserver(tracking, _active_run(), input_name=input_name)
                 _run_pipeline(session, observer, pipeline_name=spec.pipeline_name, runner=runner_obj,
                               filters=filters, load_versions=load_versions)  # fmt: skip
-                artifacts, signature = {}, None
+                artifacts: dict[str, ArtifactRecord] = {}
+                signature: dict[str, Any] | None = None
                 if pipeline_ml is not None:
                     artifacts, signature = record_artifacts(pipeline_ml, observer, session, tracking, active_run_id)
                 else:
@@ -173,7 +181,7 @@ def run_training(
                 conf_source=resolved_conf_source(project_root, spec.conf_source),
                 runtime_params=dict(spec.runtime_params),
                 pipeline_name=spec.pipeline_name,
-                input_name=pipeline_ml.input_name if pipeline_ml is not None else None,
+                input_name=input_name,
                 artifacts=artifacts,
                 signature=signature,
                 run_url=run_url,
@@ -198,7 +206,10 @@ def _run_pipeline(
             pipeline_names=[pipeline_name],
             runner=runner,
             load_versions=dict(load_versions) if load_versions else None,
-            **filters,
+            tags=filters["tags"],
+            node_names=filters["node_names"],
+            from_nodes=filters["from_nodes"],
+            to_nodes=filters["to_nodes"],
         )
     except Exception as exc:
         if observer.failed_node is not None:
@@ -212,6 +223,15 @@ def _run_pipeline(
             f"Kedro pipeline {pipeline_name!r} failed outside any node: {type(exc).__name__}: {exc}. MLflow run "
             f"{observer.run_id} is marked FAILED. Check the catalog and the run controls, then run it again."
         ) from exc
+
+
+def _active_run() -> Run:
+    """The run :func:`run_scope` made active in this thread: the very object nodes in other threads will share."""
+    import mlflow
+
+    run = mlflow.active_run()
+    assert run is not None  # inside run_scope
+    return run
 
 
 @contextmanager
