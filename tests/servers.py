@@ -6,12 +6,14 @@ stopped by whoever started it. Nothing here is a fake: the tests talk to the sam
 
 from __future__ import annotations
 
+import http.server
 import os
 import secrets
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -134,3 +136,37 @@ class MlflowServer:
         if self.auth:
             return f"mlflow://{MLFLOW_ADMIN_USER}:{self.admin_password}@127.0.0.1:{self.port}"
         return f"mlflow://127.0.0.1:{self.port}"
+
+
+class RecordingMlflowServer:
+    """A loopback HTTP server answering MLflow's experiments search and recording each request's Authorization header.
+
+    It stands for "another MLflow server" that project code may talk to during a run: credentials must never reach it.
+    """
+
+    def __init__(self) -> None:
+        self.authorizations: list[str | None] = []
+        recorded = self.authorizations
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                recorded.append(self.headers.get("Authorization"))
+                body = b'{"experiments": []}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.uri = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

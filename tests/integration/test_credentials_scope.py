@@ -12,12 +12,10 @@ copy's pipeline registry does not become the ``kedro_classifier`` that later tes
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +23,7 @@ import pytest
 
 from airflow_kedro_mlflow.tracking import TrackingConfig
 from tests.conftest import REPO_ROOT
-from tests.servers import MLFLOW_ADMIN_USER, MlflowServer
+from tests.servers import MLFLOW_ADMIN_USER, MlflowServer, RecordingMlflowServer
 
 pytestmark = pytest.mark.integration
 
@@ -94,46 +92,15 @@ def register_pipelines():
 """
 
 
-class RecordingServer:
-    """A loopback HTTP server answering MLflow's experiments search and recording each request's Authorization."""
-
-    def __init__(self) -> None:
-        self.authorizations: list[str | None] = []
-        recorded = self.authorizations
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def _answer(self) -> None:
-                recorded.append(self.headers.get("Authorization"))
-                body = b'{"experiments": []}'
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            do_GET = do_POST = _answer
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.uri = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def other_server() -> Iterator[RecordingServer]:
-    server = RecordingServer()
+def other_server() -> Iterator[RecordingMlflowServer]:
+    server = RecordingMlflowServer()
     yield server
     server.close()
 
 
 def test_a_node_talking_to_another_mlflow_server_gets_no_credentials(
-    example_project: Path, mlflow_auth_server: MlflowServer, other_server: RecordingServer, tmp_path: Path
+    example_project: Path, mlflow_auth_server: MlflowServer, other_server: RecordingMlflowServer, tmp_path: Path
 ) -> None:
     package = example_project / "src" / "kedro_classifier"
     (package / "probe.py").write_text(PROBE_MODULE)

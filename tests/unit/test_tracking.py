@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import base64
-import http.server
 import os
 import re
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +17,7 @@ from mlflow import MlflowClient
 from airflow_kedro_mlflow.exceptions import MlflowConnectionError, MlflowServerUnavailableError
 from airflow_kedro_mlflow.tracking import TrackingConfig, strip_userinfo
 from airflow_kedro_mlflow.tracking.auth import authorization_for
-from tests.servers import free_port
+from tests.servers import RecordingMlflowServer, free_port
 
 SECRET = "s3cret-Pa55word"
 
@@ -161,44 +159,9 @@ def test_an_experiment_chosen_inside_activate_does_not_leak_out(tmp_path: Path, 
             assert run.info.run_id == run_id
 
 
-class _RecordingMlflowServer:
-    """A loopback HTTP server answering MLflow's experiments search, recording each request's Authorization header.
-
-    Two of them stand for "our" tracking server and another MLflow server a Kedro node might talk to.
-    """
-
-    def __init__(self) -> None:
-        self.authorizations: list[str | None] = []
-        recorded = self.authorizations
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def _answer(self) -> None:
-                recorded.append(self.headers.get("Authorization"))
-                body = b'{"experiments": []}'
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            do_GET = do_POST = _answer
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.uri = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def recording_servers() -> Iterator[tuple[_RecordingMlflowServer, _RecordingMlflowServer]]:
-    ours, other = _RecordingMlflowServer(), _RecordingMlflowServer()
+def recording_servers() -> Iterator[tuple[RecordingMlflowServer, RecordingMlflowServer]]:
+    ours, other = RecordingMlflowServer(), RecordingMlflowServer()
     yield ours, other
     ours.close()
     other.close()
