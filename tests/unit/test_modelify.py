@@ -61,12 +61,12 @@ def trained_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrackingConfig]:
+def store(tmp_path_factory: pytest.TempPathFactory, new_mlflow_store) -> Iterator[TrackingConfig]:
     """One sqlite store for the module; the cwd is its folder, so MLflow's default ./mlruns artifacts land there."""
     root = tmp_path_factory.mktemp("store")
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)
-        yield TrackingConfig(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+        yield TrackingConfig(tracking_uri=new_mlflow_store(root))
     while mlflow.active_run() is not None:
         mlflow.end_run()
 

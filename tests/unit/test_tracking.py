@@ -143,13 +143,15 @@ def test_activate_restores_previous_settings_even_on_error(
     assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "5"
 
 
-def test_an_experiment_chosen_inside_activate_does_not_leak_out(tmp_path: Path, tracking_uri: str) -> None:
+def test_an_experiment_chosen_inside_activate_does_not_leak_out(
+    tmp_path: Path, tracking_uri: str, new_mlflow_store
+) -> None:
     with TrackingConfig(tracking_uri).activate():
         mlflow.set_experiment("inside")
         assert "MLFLOW_EXPERIMENT_ID" in os.environ
 
     assert "MLFLOW_EXPERIMENT_ID" not in os.environ
-    other = TrackingConfig(f"sqlite:///{tmp_path / 'other.db'}")
+    other = TrackingConfig(new_mlflow_store(tmp_path, "other.db"))
     with other.activate():
         client = other.client()
         client.create_experiment("padding")  # so "elsewhere" gets another id than "inside" had
@@ -262,13 +264,13 @@ def test_no_url_for_a_store_without_a_browser_address(tracking_uri: str) -> None
     assert config.model_version_url("m", 1) is None
 
 
-def test_get_or_create_experiment_creates_once_and_refuses_a_deleted_one(tmp_path) -> None:
+def test_get_or_create_experiment_creates_once_and_refuses_a_deleted_one(tmp_path, new_mlflow_store) -> None:
     from mlflow.tracking import MlflowClient
 
     from airflow_kedro_mlflow.exceptions import MlflowConnectionError
     from airflow_kedro_mlflow.tracking import get_or_create_experiment
 
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = MlflowClient(new_mlflow_store(tmp_path))
     created = get_or_create_experiment(client, "kedro_classifier")
     assert get_or_create_experiment(client, "kedro_classifier") == created
     client.delete_experiment(created)

@@ -119,15 +119,15 @@ def test_unusable_fields_name_the_field(monkeypatch, conn, message):
         MlflowHook().get_tracking_config()
 
 
-def test_get_conn_is_a_client_bound_to_the_connection(monkeypatch, tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def test_get_conn_is_a_client_bound_to_the_connection(monkeypatch, tmp_path, new_mlflow_store):
+    uri = new_mlflow_store(tmp_path)
     _conn(monkeypatch, {"conn_type": "mlflow", "extra": {"tracking_uri": uri}})
     client = MlflowHook().get_conn()
     assert client.tracking_uri == uri
 
 
-def test_test_connection_succeeds_against_a_real_store(monkeypatch, tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def test_test_connection_succeeds_against_a_real_store(monkeypatch, tmp_path, new_mlflow_store):
+    uri = new_mlflow_store(tmp_path)
     _conn(monkeypatch, {"conn_type": "mlflow", "extra": {"tracking_uri": uri}})
     ok, message = MlflowHook().test_connection()
     assert ok, message

@@ -45,8 +45,8 @@ def _conn_value(tracking_uri: str, **fields: Any) -> str:
 
 
 @pytest.fixture(scope="module")
-def store_uri(tmp_path_factory) -> str:
-    return f"sqlite:///{tmp_path_factory.mktemp('kedro-operators') / 'mlflow.db'}"
+def store_uri(tmp_path_factory, new_mlflow_store) -> str:
+    return new_mlflow_store(tmp_path_factory.mktemp("kedro-operators"))
 
 
 @pytest.fixture(scope="module")

@@ -23,9 +23,9 @@ from tests.unit.airflow.conftest import RecordingTaskInstance, make_context
 
 
 @pytest.fixture(scope="module")
-def store_uri(tmp_path_factory) -> str:
+def store_uri(tmp_path_factory, new_mlflow_store) -> str:
     """One sqlite store for the module (creating one costs seconds); each test registers its own model."""
-    return f"sqlite:///{tmp_path_factory.mktemp('promotion') / 'mlflow.db'}"
+    return new_mlflow_store(tmp_path_factory.mktemp("promotion"))
 
 
 @pytest.fixture(scope="module")

@@ -99,11 +99,11 @@ def test_airflow_discovers_the_provider_hook_form_and_links(providers_manager):
     } <= set(providers_manager.extra_links_class_names)
 
 
-def test_ui_test_button_path_reaches_the_hook(monkeypatch, tmp_path):
+def test_ui_test_button_path_reaches_the_hook(monkeypatch, tmp_path, new_mlflow_store):
     """The API's "Test" exports the form as AIRFLOW_CONN_<random id>, builds the hook by conn_type, calls it."""
     from airflow.models.connection import Connection
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = new_mlflow_store(tmp_path)
     conn = Connection(conn_id="transient_test", conn_type="mlflow", extra=json.dumps({"tracking_uri": uri}))
     monkeypatch.setenv("AIRFLOW_CONN_TRANSIENT_TEST", conn.get_uri())
     hook = conn.get_hook()

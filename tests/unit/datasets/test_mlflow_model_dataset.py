@@ -31,12 +31,12 @@ class AddOne(mlflow.pyfunc.PythonModel):
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def store(tmp_path_factory: pytest.TempPathFactory, new_mlflow_store) -> Iterator[str]:
     """One sqlite store for the module; the cwd is its folder (MLflow's default ./mlruns artifact root)."""
     root = tmp_path_factory.mktemp("dataset-store")
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)
-        yield f"sqlite:///{root / 'store.db'}"
+        yield new_mlflow_store(root, "store.db")
     while mlflow.active_run() is not None:
         mlflow.end_run()
 

@@ -42,14 +42,14 @@ def log(model: KedroPipelineModel, signature, tracking_uri: str, folder: Path) -
 
 
 @pytest.fixture(scope="module")
-def logged(tmp_path_factory) -> Iterator[tuple[str, str, PipelineML, DataCatalog]]:
+def logged(tmp_path_factory, new_mlflow_store) -> Iterator[tuple[str, str, PipelineML, DataCatalog]]:
     """One trained classifier logged once in a module-wide sqlite store (creating a store costs seconds)."""
     folder = tmp_path_factory.mktemp("logged")
     pipeline_ml = classifier_pipeline_ml()
     catalog = classifier_catalog(folder / "data")
     train(pipeline_ml, catalog)
     signature = infer_model_signature(load_features()[0], pipeline_ml.inference, catalog)
-    tracking_uri = f"sqlite:///{folder / 'mlflow.db'}"
+    tracking_uri = new_mlflow_store(folder)
     uri = log(KedroPipelineModel(pipeline_ml, catalog), signature, tracking_uri, folder)
     yield uri, tracking_uri, pipeline_ml, catalog
     mlflow.set_tracking_uri(None)
