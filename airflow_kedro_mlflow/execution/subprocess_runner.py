@@ -35,6 +35,7 @@ from typing import IO, TYPE_CHECKING, Any
 from airflow_kedro_mlflow import exceptions
 from airflow_kedro_mlflow.exceptions import ProjectEnvironmentError, ProjectProcessError
 from airflow_kedro_mlflow.execution.commands import CLI_MODULE, parse_run_started
+from airflow_kedro_mlflow.tracking.runs import fail_run_if_running
 
 if TYPE_CHECKING:
     from airflow_kedro_mlflow.execution.environment import ProjectEnvironment
@@ -127,29 +128,6 @@ def run_cli(
     if returncode == 0 and output.is_file():
         return json.loads(output.read_text(encoding="utf-8"))
     raise _failure(environment, returncode, list(tail), run_id)
-
-
-def fail_run_if_running(tracking: TrackingConfig, run_id: str, reason: str) -> None:
-    """Mark MLflow run ``run_id`` FAILED if it is still RUNNING (its process died before it could), best effort."""
-    from mlflow.exceptions import MlflowException
-
-    from airflow_kedro_mlflow.tracking.tags import FAILED_REASON_TAG
-
-    try:
-        with tracking.activate():
-            client = tracking.client()
-            if client.get_run(run_id).info.status != "RUNNING":
-                return
-            client.set_tag(run_id, FAILED_REASON_TAG, reason)
-            client.set_terminated(run_id, status="FAILED")
-        logger.warning("MLflow run %s was left RUNNING (%s): marked FAILED.", run_id, reason)
-    except (MlflowException, OSError) as exc:
-        logger.warning(
-            "Could not mark MLflow run %s FAILED (%s); the next try of this task will: %s",
-            run_id,
-            reason,
-            getattr(exc, "message", None) or exc,
-        )
 
 
 def _lines(stream: IO[str]) -> Iterator[str]:

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Run
 
+    from airflow_kedro_mlflow.tracking.config import TrackingConfig
+
 logger = logging.getLogger(__name__)
 
 _NOT_FOUND_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"})
@@ -243,3 +245,24 @@ def _thread_run_stack() -> list[Run]:
 
     stack: list[Run] = fluent._active_run_stack.get()
     return stack
+
+
+def fail_run_if_running(tracking: TrackingConfig, run_id: str, reason: str) -> None:
+    """Mark MLflow run ``run_id`` FAILED if it is still RUNNING (its process died before it could), best effort."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        with tracking.activate():
+            client = tracking.client()
+            if client.get_run(run_id).info.status != "RUNNING":
+                return
+            client.set_tag(run_id, FAILED_REASON_TAG, reason)
+            client.set_terminated(run_id, status="FAILED")
+        logger.warning("MLflow run %s was left RUNNING (%s): marked FAILED.", run_id, reason)
+    except (MlflowException, OSError) as exc:
+        logger.warning(
+            "Could not mark MLflow run %s FAILED (%s); the next try of this task will: %s",
+            run_id,
+            reason,
+            getattr(exc, "message", None) or exc,
+        )
