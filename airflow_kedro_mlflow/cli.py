@@ -476,10 +476,7 @@ def _modelify(args: argparse.Namespace) -> CommandResult:
 
 def _promote(args: argparse.Namespace) -> CommandResult:
     from airflow_kedro_mlflow.promotion import promote
-    from airflow_kedro_mlflow.tracking.registry import validate_aliases
 
-    # Checked here, before promote() tags the version: MLflow refuses a bad alias only when the alias is moved.
-    validate_aliases([args.alias], args.registered_model_name)
     decision = promote(
         args.registered_model_name,
         args.version,

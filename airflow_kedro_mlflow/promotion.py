@@ -22,7 +22,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from airflow_kedro_mlflow.exceptions import MlflowServerUnavailableError, PromotionError
+from airflow_kedro_mlflow.exceptions import PromotionError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -85,11 +85,16 @@ def promote(
     """Compare ``version`` with the holder of ``alias`` on ``tracking``'s server; move the alias if it wins.
 
     :raises PromotionError: the version does not exist, or its run has no ``metric``.
+    :raises ModelRegistrationError: ``alias`` is not a valid alias (checked before the version is tagged).
     :raises MlflowConnectionError: the server refused the credentials.
     :raises MlflowServerUnavailableError: the server cannot be reached.
     """
     from mlflow.exceptions import MlflowException
 
+    from airflow_kedro_mlflow.tracking.registry import validate_aliases
+
+    # MLflow refuses a bad alias only when it is moved, after the offer tags were written: check it first.
+    validate_aliases([alias], registered_model_name)
     with tracking.activate():
         try:
             return decide_promotion(
@@ -100,11 +105,7 @@ def promote(
                 alias=alias,
                 greater_is_better=greater_is_better,
             )
-        except MlflowException as exc:
-            raise tracking.connection_error(exc) from exc
-        except OSError as exc:
-            if isinstance(exc, MlflowServerUnavailableError):
-                raise
+        except (MlflowException, OSError) as exc:
             raise tracking.connection_error(exc) from exc
 
 
