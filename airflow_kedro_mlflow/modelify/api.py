@@ -4,7 +4,7 @@ The entry point of the CLI and the Airflow operator. It checks every input befor
 session's runtime params, the model's options: nothing is created in MLflow before), opens a Kedro session with what
 training really used, takes the artifacts from the training run (its own manifest says which, checked by sha256: the
 training XCom is not trusted), applies or refuses runtime params that change a trained value, and logs through
-:func:`~airflow_kedro_mlflow.modelify.build.log_pipeline_model` — next to the training run without touching it, or
+:func:`~airflow_kedro_mlflow.modelify.build.log_kedro_pipeline_model` — next to the training run without touching it, or
 into a new run of its own that is deleted if anything fails.
 """
 
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_kedro_mlflow.exceptions import KedroProjectError, MlflowConnectionError, PipelineMLError
 from airflow_kedro_mlflow.kedro_project import KedroRunSpec
 from airflow_kedro_mlflow.modelify.artifacts import parameters_from_session, resolve_training_artifacts
-from airflow_kedro_mlflow.modelify.build import log_pipeline_model
+from airflow_kedro_mlflow.modelify.build import build_pipeline_model, log_kedro_pipeline_model
 from airflow_kedro_mlflow.modelify.idempotency import discard_unfinished, reuse_logged_model
 from airflow_kedro_mlflow.modelify.options import normalize_log_model_kwargs
 from airflow_kedro_mlflow.modelify.result import ModelifyResult
@@ -147,9 +147,11 @@ def modelify(
         kpm_kwargs.pop("input_name", None)
         tags = lineage_tags(mlflow_tags, env=opened.env, pipeline_name=spec.pipeline_name,
                             project_path=spec.project_path)  # fmt: skip
-        # Built here, before any side effect, so copy_mode and the other model options fail first (log_pipeline_model
-        # builds its own from the same arguments).
-        model = _checked_model(pipeline, opened, input_name=input_name, copy_mode=copy_mode, kpm_kwargs=kpm_kwargs)
+        # Built here, before any side effect, so copy_mode and the other model options fail first; it is the model
+        # that is logged.
+        model = build_pipeline_model(
+            pipeline, opened.catalog, input_name=input_name, copy_mode=copy_mode, kpm_kwargs=kpm_kwargs
+        )
         from_session: set[str] = set()
         if training is not None:
             tags[TRAINING_RUN_TAG] = training.run_id
@@ -184,12 +186,10 @@ def modelify(
                         {name: digest for name, digest in hashes.items() if name not in from_session},
                     )
                 signature = _recorded_signature(training, {name: opened.catalog.load(name) for name in from_session})
-                log: dict[str, Any] = {  # log_pipeline_model's keyword arguments, the same in both branches
-                    "input_name": input_name,
+                log: dict[str, Any] = {  # log_kedro_pipeline_model's keyword arguments, the same in both branches
+                    "catalog": opened.catalog,
                     "registered_model_name": options.registered_model_name,
                     "aliases": alias_list,
-                    "copy_mode": copy_mode,
-                    "kpm_kwargs": kpm_kwargs,
                     "log_model_kwargs": {**options_kwargs, "registered_model_name": None},
                     "artifacts": artifacts,
                     "signature": signature,
@@ -199,10 +199,10 @@ def modelify(
                     "tracking": tracking,
                 }
                 if run_id is not None:
-                    return log_pipeline_model(pipeline, opened.catalog, run_id=run_id, **log)
+                    return log_kedro_pipeline_model(model, run_id=run_id, **log)
                 with run_scope(client, experiment_id=experiment_id, run_name=run_name, tags=tags,
                                delete_on_failure=True):  # fmt: skip
-                    return log_pipeline_model(pipeline, opened.catalog, **log)
+                    return log_kedro_pipeline_model(model, **log)
 
 
 def _resolve_spec(
@@ -240,26 +240,6 @@ def _caller_params(
     """The runtime params modelify's caller gave (not the training task's): those may change a trained value."""
     given = dict(project.runtime_params) if isinstance(project, KedroRunSpec) else {}
     return {**given, **dict(runtime_params or {})}
-
-
-def _checked_model(
-    pipeline: Pipeline,
-    opened: _OpenedProject,
-    *,
-    input_name: str | None,
-    copy_mode: str | Mapping[str, str] | None,
-    kpm_kwargs: Mapping[str, Any],
-) -> KedroPipelineModel:
-    """Build the model as log_pipeline_model will, to check copy_mode, the runner and the artifacts' catalog entries
-    before anything is created in MLflow."""
-    from airflow_kedro_mlflow.model import KedroPipelineModel
-
-    model_kwargs: dict[str, Any] = dict(kpm_kwargs)
-    if copy_mode is not None:
-        model_kwargs["copy_mode"] = copy_mode
-    if input_name is not None:
-        model_kwargs["input_name"] = input_name
-    return KedroPipelineModel(pipeline, opened.catalog, **model_kwargs)
 
 
 def _changed_parameters(

@@ -59,6 +59,23 @@ def log_pipeline_model(
         plain inference ``Pipeline`` together with ``input_name``.
     :param catalog: the catalog the artifacts are read from (the project's, or the run's after ``kedro run``).
     """
+    model = build_pipeline_model(pipeline, catalog, input_name=input_name, copy_mode=copy_mode, kpm_kwargs=kpm_kwargs)
+    return log_kedro_pipeline_model(model, catalog=catalog, **options)
+
+
+def build_pipeline_model(
+    pipeline: PipelineMLLike | Pipeline,
+    catalog: CatalogProtocol,
+    *,
+    input_name: str | None = None,
+    copy_mode: str | Mapping[str, str] | None = None,
+    kpm_kwargs: Mapping[str, Any] | None = None,
+) -> KedroPipelineModel:
+    """The ``KedroPipelineModel`` of ``pipeline``: ``kpm_kwargs`` with ``copy_mode`` and ``input_name`` on top.
+
+    Building it checks copy modes, the runner and the artifacts' catalog entries, so callers build it before
+    creating anything in MLflow.
+    """
     from airflow_kedro_mlflow.model import KedroPipelineModel
 
     model_kwargs: dict[str, Any] = dict(kpm_kwargs or {})
@@ -66,8 +83,7 @@ def log_pipeline_model(
         model_kwargs["copy_mode"] = copy_mode
     if input_name is not None:
         model_kwargs["input_name"] = input_name
-    model = KedroPipelineModel(pipeline, catalog, **model_kwargs)
-    return log_kedro_pipeline_model(model, catalog=catalog, **options)
+    return KedroPipelineModel(pipeline, catalog, **model_kwargs)
 
 
 def log_kedro_pipeline_model(
