@@ -6,9 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -28,8 +25,7 @@ from airflow_kedro_mlflow.exceptions import (
     PromotionError,
 )
 from airflow_kedro_mlflow.tracking import DEFAULT_MAX_RETRIES
-from tests.conftest import EXAMPLE_PROJECT, REPO_ROOT
-from tests.servers import free_port
+from tests.conftest import EXAMPLE_PROJECT
 
 
 @pytest.fixture(scope="module")
@@ -282,36 +278,6 @@ def test_not_a_kedro_project_is_bad_input(tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1
 
 
-@pytest.fixture(scope="module")
-def chatty_project(trained_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The trained project, whose pipeline registry prints to stdout when imported, as project code may."""
-    project = tmp_path_factory.mktemp("chatty") / "kedro_classifier"
-    shutil.copytree(trained_project, project)
-    registry = project / "src" / "kedro_classifier" / "pipeline_registry.py"
-    registry.write_text(registry.read_text() + '\nprint("registering the pipelines")\n')
-    return project
-
-
-def test_console_script_json_is_exactly_one_object_on_stdout(chatty_project, store_uri):
-    """The installed entry point, as users call it: stdout parses as JSON although the caller did not switch MLflow's
-    URL lines off and project code prints. The one subprocess of this module (it costs seconds of imports)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    # The checkout under test first, as pytest's own pythonpath does (under tox the wheel is the same code).
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    script = Path(sys.executable).with_name("airflow-kedro-mlflow")
-    completed = subprocess.run(
-        [str(script), "modelify", "--project-path", str(chatty_project), "--pipeline", "training",
-         "--tracking-uri", store_uri, "--registered-model-name", "cli_script", "--json"],
-        capture_output=True, text=True, env=env, cwd=Path.cwd(), timeout=300, check=False,
-    )  # fmt: skip
-
-    assert completed.returncode == 0, completed.stderr
-    assert len(completed.stdout.splitlines()) == 1, completed.stdout
-    assert json.loads(completed.stdout)["model_uri"] == "models:/cli_script/1"
-    assert "registering the pipelines" in completed.stderr
-    assert "Traceback" not in completed.stderr
-
-
 def test_main_switches_mlflow_url_lines_off(monkeypatch, tmp_path, capsys):
     monkeypatch.delenv("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT")
     main(["promote", "--registered-model-name", "m", "--version", "1", "--metric", "accuracy"])
@@ -420,28 +386,6 @@ def test_promote_flags_are_checked_by_argparse(capsys):
               "--greater-is-better", "--lower-is-better"])  # fmt: skip
     assert exit_info.value.code == 2
     assert "not allowed with argument" in capsys.readouterr().err
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# A server that is down: exit 1, fast, one line naming the server
-# --------------------------------------------------------------------------------------------------------------------
-
-
-def test_server_down_fails_fast_with_exit_1_naming_the_uri(capsys):
-    """With MLflow's default of 7 retries a closed port kept the CLI waiting ~256 s, then exited 2 (bad input).
-
-    The package's 2 retries sleep about 4 s of backoff (MLflow's factor 2, plus up to 1 s of jitter), as users see it.
-    """
-    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-
-    started = time.monotonic()
-    code, out, err = promote_cli(capsys, uri, "--version", "1")
-    elapsed = time.monotonic() - started
-
-    assert elapsed < 15
-    assert (code, out) == (1, "")
-    assert err.startswith(f"Error: MlflowServerUnavailableError: Cannot reach the MLflow tracking server at {uri}")
-    assert len(err.strip().splitlines()) == 1
 
 
 def test_tracking_config_fails_fast_unless_the_user_sets_http_limits(monkeypatch, tracking_uri):

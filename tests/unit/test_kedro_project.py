@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from airflow_kedro_mlflow.exceptions import KedroProjectError
 from airflow_kedro_mlflow.kedro_project import (
-    PLAIN_LOGGING_CONFIG,
     bootstrap,
     get_pipeline,
     open_session,
@@ -189,42 +184,3 @@ def test_register_session_hooks_adds_a_hook_once(example_project: Path) -> None:
         register_session_hooks(session, hook)
         assert session._hook_manager.is_registered(hook)
         assert [plugin for plugin in session._hook_manager.get_plugins() if plugin is hook] == [hook]
-
-
-def test_importing_kedro_keeps_the_callers_log_handlers_and_turns_telemetry_off() -> None:
-    script = textwrap.dedent(
-        """
-        import logging, os
-        os.environ.pop("KEDRO_LOGGING_CONFIG", None)
-        os.environ.pop("KEDRO_DISABLE_TELEMETRY", None)
-        handler = logging.StreamHandler()
-        logging.getLogger().addHandler(handler)
-        from airflow_kedro_mlflow.kedro_project import prepare_kedro_environment
-        prepare_kedro_environment()
-        import kedro.framework.project
-        kedro.framework.project.configure_project("anything")
-        print(logging.getLogger().handlers == [handler], logging.getLogger("kedro").level,
-              os.environ["KEDRO_LOGGING_CONFIG"], os.environ["KEDRO_DISABLE_TELEMETRY"])
-        """
-    )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
-
-    assert out == ["True", "30", str(PLAIN_LOGGING_CONFIG), "true"]
-
-
-def test_a_logging_config_chosen_by_the_caller_is_respected(tmp_path: Path) -> None:
-    own = tmp_path / "logging.yml"
-    own.write_text("version: 1\ndisable_existing_loggers: false\nloggers:\n  kedro:\n    level: DEBUG\n")
-    script = (
-        "import logging\nfrom airflow_kedro_mlflow.kedro_project import prepare_kedro_environment\n"
-        "prepare_kedro_environment()\nimport kedro.framework.project\nprint(logging.getLogger('kedro').level)\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "KEDRO_LOGGING_CONFIG": str(own)},
-    ).stdout.split()
-
-    assert out == ["10"]
