@@ -142,17 +142,19 @@ class RecordingMlflowServer:
     """A loopback HTTP server answering MLflow's experiments search and recording each request's Authorization header.
 
     It stands for "another MLflow server" that project code may talk to during a run: credentials must never reach it.
+    With another ``status`` it stands for a server that answers but refuses every request (e.g. a proxy path that is
+    not MLflow's).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, status: int = 200) -> None:
         self.authorizations: list[str | None] = []
         recorded = self.authorizations
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def _answer(self) -> None:
                 recorded.append(self.headers.get("Authorization"))
-                body = b'{"experiments": []}'
-                self.send_response(200)
+                body = b'{"experiments": []}' if status == 200 else b"<html>Not an MLflow endpoint</html>"
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()

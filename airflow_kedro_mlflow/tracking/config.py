@@ -14,6 +14,7 @@ import base64
 import logging
 import math
 import os
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
@@ -239,10 +240,12 @@ class TrackingConfig:
     def connection_error(self, exc: BaseException) -> MlflowConnectionError | MlflowServerUnavailableError:
         """Turn an MLflow/requests failure into an error naming the public URI (never the credentials).
 
-        HTTP 401/403 is a configuration problem (:class:`MlflowConnectionError`, bad input); anything else means
-        the server cannot be reached or served the request (:class:`MlflowServerUnavailableError`, retry later).
+        HTTP 401/403 is a credentials problem and another 4xx a server that answered but is not the MLflow API this
+        client speaks (a wrong path, a proxy): both are configuration (:class:`MlflowConnectionError`, bad input).
+        No answer, 429 or 5xx means the server cannot serve the request right now
+        (:class:`MlflowServerUnavailableError`, retry later).
         """
-        status = getattr(exc, "get_http_status_code", lambda: None)()
+        status = _answered_status(exc)
         message = str(exc)
         if self.password:
             message = message.replace(self.password, "***")
@@ -251,6 +254,12 @@ class TrackingConfig:
             return MlflowConnectionError(
                 f"MLflow tracking server {self.public_uri} answered HTTP {status}: this client sent {what}. Set the "
                 f"connection's login/password (or a token in the password field). Server said: {message}"
+            )
+        if status is not None and 400 <= status < 500 and status != 429:
+            return MlflowConnectionError(
+                f"MLflow tracking server {self.public_uri} answered HTTP {status} to this client's request: {message}. "
+                "Check that the connection's URI points at an MLflow tracking server (MLflow 3.x; no path after the "
+                "host unless the server is served under one)."
             )
         return MlflowServerUnavailableError(
             f"Cannot reach the MLflow tracking server at {self.public_uri}: {message}. Check that it is running and "
@@ -342,3 +351,25 @@ def same_tracking_uri(left: str, right: str) -> bool:
         return f"{scheme.lower()}://{host.lower()}{slash}{path}"
 
     return canonical(left) == canonical(right)
+
+
+
+# MLflow's message for an answer that is not its JSON error format (a proxy's or another server's page).
+_UNPARSED_ANSWER = re.compile(r"failed with error code (\d{3}) != \d{3}")
+
+
+def _answered_status(exc: BaseException) -> int | None:
+    """HTTP status of the server's answer to the failed request; None when no server answered it.
+
+    MLflow keeps the status only in the message of an answer it could not parse, and only as an error code (whose
+    status MLflow maps back, 500 by default) for one it could: ``get_http_status_code`` of any ``MlflowException``
+    would call a refused connection a 500.
+    """
+    from mlflow.exceptions import RestException
+
+    match = _UNPARSED_ANSWER.search(str(exc))
+    if match is not None:
+        return int(match[1])
+    if isinstance(exc, RestException):
+        return int(exc.get_http_status_code())
+    return None

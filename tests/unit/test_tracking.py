@@ -228,6 +228,24 @@ def test_unreachable_server_raises_naming_the_uri_without_credentials() -> None:
     assert SECRET not in message
 
 
+@pytest.mark.parametrize("status", [400, 404, 405])
+def test_a_server_that_answers_but_refuses_is_not_called_unreachable(status: int) -> None:
+    """A 4xx means the server was reached and refused the request (e.g. a URI with a path that is not MLflow's):
+    saying "cannot reach ... retry once it is back" sent users after a network problem they did not have."""
+    server = RecordingMlflowServer(status=status)
+    try:
+        config = TrackingConfig(f"{server.uri}/not-mlflow", max_retries=0, timeout=5)
+        with config.activate(), pytest.raises(MlflowConnectionError) as info:
+            config.check_connection()
+    finally:
+        server.close()
+
+    message = str(info.value)
+    assert f"MLflow tracking server {server.uri}/not-mlflow answered HTTP {status}" in message
+    assert "Cannot reach" not in message
+    assert "points at an MLflow tracking server" in message
+
+
 def test_check_connection_passes_on_a_reachable_store(tracking_uri: str) -> None:
     config = TrackingConfig(tracking_uri)
 
