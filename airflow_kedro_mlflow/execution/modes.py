@@ -1,4 +1,5 @@
-"""Where a Kedro task runs: :class:`InProcessExecution` (the default) or :class:`VirtualenvExecution`.
+"""Where a Kedro task runs: :class:`InProcessExecution` (the default) or :class:`VirtualenvExecution` (and, in
+:mod:`.kubernetes`, :class:`~.kubernetes.KubernetesExecution`).
 
 A DAG author switches a ``KedroTrainingOperator`` or ``KedroModelifyOperator`` from one to the other with one
 argument, ``execution=``; nothing else in the DAG changes, and the XCom payload is the same in every mode. Both
@@ -220,6 +221,7 @@ def resolve_execution(execution: Any) -> Execution:
         return execution
     raise ProjectEnvironmentError(
         f"execution must be an execution mode, got {execution!r}: pass InProcessExecution() (the default), "
-        "VirtualenvExecution(python='/path/to/project/venv/bin/python') or "
-        "VirtualenvExecution(requirements='requirements.txt'), from airflow_kedro_mlflow.execution."
+        "VirtualenvExecution(python='/path/to/project/venv/bin/python'), "
+        "VirtualenvExecution(requirements='requirements.txt') or KubernetesExecution(image='registry/project:tag', "
+        "...), from airflow_kedro_mlflow.execution."
     )

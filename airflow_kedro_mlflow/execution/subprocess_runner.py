@@ -196,10 +196,10 @@ def _failure(environment: ProjectEnvironment, returncode: int, tail: list[str], 
             "kernel ran out of memory (give the worker more, or train on less data) or someone killed it; retry "
             "the task. Its last lines:\n" + "\n".join(tail[-10:])
         )
-    reported = _reported_error(tail)
+    reported = reported_error(tail)
     if reported is not None:
         kind, message = reported
-        error_class = _error_class(kind, returncode)
+        error_class = error_class_for(kind, returncode)
         if kind and error_class.__name__ != kind:  # e.g. "MLflow: ..." or "OSError: ...": keep who said it
             message = f"{kind}: {message}"
         return error_class(f"{message} {where}")
@@ -212,7 +212,7 @@ def _failure(environment: ProjectEnvironment, returncode: int, tail: list[str], 
     )
 
 
-def _reported_error(tail: list[str]) -> tuple[str | None, str] | None:
+def reported_error(tail: list[str]) -> tuple[str | None, str] | None:
     """The CLI's one-line error (``Error: Kind: message``) or argparse's (``prog cmd: error: message``)."""
     for line in reversed(tail):
         match = _ERROR_LINE.match(line)
@@ -223,7 +223,7 @@ def _reported_error(tail: list[str]) -> tuple[str | None, str] | None:
     return None
 
 
-def _error_class(kind: str | None, returncode: int) -> type[Exception]:
+def error_class_for(kind: str | None, returncode: int) -> type[Exception]:
     """The package's error class the child named; otherwise by exit code: 2 bad input, anything else a failure."""
     found = getattr(exceptions, kind or "", None)
     if isinstance(found, type) and issubclass(found, exceptions.AirflowKedroMlflowError):

@@ -140,9 +140,10 @@ class KedroTrainingOperator(_KedroTaskOperator):
     :param to_nodes: run up to these nodes. (templated)
     :param load_versions: ``{dataset: version}`` to load instead of the latest. (templated)
     :param mlflow_conn_id: Airflow connection of type ``mlflow``.
-    :param execution: where Kedro runs: ``InProcessExecution()`` (None, the default: in the task process) or
+    :param execution: where Kedro runs: ``InProcessExecution()`` (None, the default: in the task process),
         ``VirtualenvExecution(python=...)`` / ``VirtualenvExecution(requirements=...)`` (the project's own
-        environment, without Airflow). Same XCom in every mode.
+        environment, without Airflow) or ``KubernetesExecution(image=...)`` (a pod of the project's image).
+        Same XCom in every mode.
     """
 
     template_fields: Sequence[str] = (
@@ -232,6 +233,7 @@ class KedroTrainingOperator(_KedroTaskOperator):
                 to_nodes=self.to_nodes,
                 load_versions=self.load_versions,
                 on_run_start=publish_run,
+                **_airflow_context(self.execution, context),
             )
         return result.to_xcom()
 
@@ -354,6 +356,7 @@ class KedroModelifyOperator(_KedroTaskOperator):
                 training=training,
                 mlflow_tags={**(_as_dict(self.mlflow_tags, "mlflow_tags") or {}), **tags},
                 idempotency_key={key: tags[key] for key in RETRY_IDENTITY_TAGS},
+                **_airflow_context(self.execution, context),
             )
         ti = context["ti"]
         ti.xcom_push(key=RUN_ID_KEY, value=result.run_id)
@@ -403,6 +406,13 @@ class KedroModelifyOperator(_KedroTaskOperator):
         if dag is None or not dag.has_task(task_id):
             return False
         return bool(dag.get_task(task_id).is_mapped)
+
+
+def _airflow_context(execution: Execution, context: Context) -> dict[str, Any]:
+    """``{"context": context}`` for a mode that runs Airflow machinery itself (``KubernetesExecution`` runs a
+    ``KubernetesPodOperator``, which needs the task context); nothing for the others, which take the core's
+    arguments only."""
+    return {"context": context} if getattr(execution, "needs_airflow_context", False) else {}
 
 
 def _as_dict(value: Mapping[str, Any] | None, name: str) -> dict[str, Any] | None:
