@@ -12,6 +12,7 @@ through the ``airflow-kedro-mlflow`` CLI in a child process and returns the same
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -398,7 +399,35 @@ class KedroModelifyOperator(_KedroTaskOperator):
                 f"downstream of it ({self.training_task_id} >> {self.task_id}) after it succeeded, or pass "
                 "project_path and run_id explicitly and training_task_id=None."
             )
-        return TrainingResult.from_xcom(payload)
+        training = TrainingResult.from_xcom(payload)
+        self._check_training_project(training)
+        return training
+
+    def _check_training_project(self, training: TrainingResult) -> None:
+        """Refuse an XCom that names another project than the training task's own.
+
+        The XCom may choose which training run to build from (its artifacts are checked against that run's
+        manifest), but the project it names is imported on this worker: its pipeline registry and nodes are code.
+        The training task's ``project_path`` in the DAG file is trusted; when it is a plain path (not a template,
+        not a mapped argument) the XCom's must be the same directory. A task that names its own ``project_path``
+        does not use the XCom's at all.
+        """
+        if self.project_path or self.training_task_id is None:
+            return
+        dag = self.get_dag()
+        if dag is None or not dag.has_task(self.training_task_id):
+            return
+        task = dag.get_task(self.training_task_id)
+        declared = task.partial_kwargs.get("project_path") if task.is_mapped else getattr(task, "project_path", None)
+        if not isinstance(declared, str | os.PathLike) or "{" in os.fspath(declared):
+            return
+        if os.path.realpath(declared) != os.path.realpath(training.project_path):
+            raise TrainingXComError(
+                f"the XCom of training task {self.training_task_id!r} names project_path "
+                f"{training.project_path!r}, but that task is declared with project_path {os.fspath(declared)!r}: "
+                "the XCom was changed after the training ran, so this task will not import that project's code. "
+                f"Clear and re-run {self.training_task_id!r}, or give {self.task_id!r} its own project_path."
+            )
 
     def _is_mapped_upstream(self, task_id: str) -> bool:
         """Whether task ``task_id`` of this task's DAG is mapped (False outside a DAG, e.g. a direct execute())."""

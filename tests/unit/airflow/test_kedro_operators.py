@@ -165,6 +165,42 @@ def test_modelify_with_malformed_training_xcom_names_the_key(mlflow_conn):
         operator.execute(make_context(ti))
 
 
+def test_forged_xcom_cannot_point_modelify_at_other_code(trained, mlflow_conn, project, tmp_path):
+    """The XCom may choose a training run, never which project's code this worker imports: a project_path other
+    than the one the training task is declared with (the DAG file is trusted, the XCom is not) is refused."""
+    from airflow.sdk import DAG
+
+    other = tmp_path / "other_project"
+    shutil.copytree(project, other)
+    marker = tmp_path / "imported.txt"
+    registry = other / "src" / "kedro_classifier" / "pipeline_registry.py"
+    registry.write_text(registry.read_text() + f"\nopen({str(marker)!r}, 'w').close()\n")
+    with DAG("unit_dag", schedule=None):
+        KedroTrainingOperator(task_id="train", project_path=str(project))
+        operator = KedroModelifyOperator(task_id="modelify", training_task_id="train")
+    ti = _modelify_ti(trained)
+    ti.xcoms[("train", "return_value")] = {**trained[0], "project_path": str(other)}
+
+    with pytest.raises(TrainingXComError, match=re.escape(f"project_path {str(other)!r}")) as info:
+        operator.execute(make_context(ti))
+
+    assert str(project) in str(info.value)
+    assert not marker.exists()
+
+
+def test_xcom_project_path_is_trusted_when_the_training_task_declares_a_template(trained, mlflow_conn, project):
+    """A templated project_path is only known once rendered in the training task: nothing to compare with here."""
+    from airflow.sdk import DAG
+
+    with DAG("unit_dag", schedule=None):
+        KedroTrainingOperator(task_id="train", project_path="{{ params.project }}")
+        operator = KedroModelifyOperator(task_id="modelify_templated", training_task_id="train")
+    ti = _modelify_ti(trained)
+    ti.task_id = "modelify_templated"
+
+    assert operator._training_result(make_context(ti)).project_path == str(project)
+
+
 def test_modelify_with_invalid_registered_model_name_fails_before_logging(trained, mlflow_conn):
     operator = KedroModelifyOperator(task_id="modelify", training_task_id="train", registered_model_name="a/b")
     with pytest.raises(ModelRegistrationError, match=re.escape("registered_model_name='a/b'")):
