@@ -2,8 +2,10 @@
 
 Everything lives in one temp ``AIRFLOW_HOME`` on sqlite, bound to 127.0.0.1 on a free port; each process runs in its
 own process group so teardown can stop it and every child it forked (LocalExecutor workers, task supervisors) by
-PGID. The client speaks Airflow's public REST API only, the way a user or the UI does: a JWT from ``/auth/token``,
-``/api/v2/...`` for triggers, states, XCom, logs. Facts behind the settings: ``/work/shared/NOTES-real-services.md``
+PGID. The production topology (``production_topology.py``) passes another executor and metadata database
+(CeleryExecutor, PostgreSQL) and adds its Celery workers with :meth:`AirflowDeployment.start_process`. The client
+speaks Airflow's public REST API only, the way a user or the UI does: a JWT from ``/auth/token``, ``/api/v2/...``
+for triggers, states, XCom, logs. Facts behind the settings: ``/work/shared/NOTES-real-services.md``
 §2 (``--skip-serve-logs`` avoids a log server on 0.0.0.0:8793; parallelism 2 avoids 32 pre-forked workers; the JWT
 secret must be >= 64 bytes and shared by all three processes).
 """
@@ -19,7 +21,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,25 @@ def stop_group(process: subprocess.Popen[bytes]) -> None:
         os.killpg(process.pid, signal.SIGKILL)
 
 
+def stop_groups(processes: list[subprocess.Popen[bytes]], timeout: float = 15.0) -> None:
+    """SIGTERM the groups of all ``processes`` at once (in order), wait up to ``timeout`` in all, SIGKILL the rest.
+
+    One shared wait instead of one per process: each Airflow process takes seconds to shut down cleanly.
+    """
+    for process in processes:
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        with contextlib.suppress(ProcessLookupError):  # the process, or what it left in its group
+            os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=timeout)
+
+
 @dataclass
 class AirflowDeployment:
     """Handle on a running deployment plus a small REST client for it.
@@ -85,6 +106,26 @@ class AirflowDeployment:
             status = "running" if proc.poll() is None else f"exited with {proc.returncode}"
             parts.append(f"--- {name} ({status}), last lines of {self.log_path(name)}:\n{_tail(self.log_path(name))}")
         return "\n".join(parts)
+
+    def start_process(
+        self, name: str, command: list[str], *, env: Mapping[str, str] | None = None, cwd: Path | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start one more process of the deployment (e.g. a Celery worker) in its own process group.
+
+        Its output goes to :meth:`log_path` ``(name)``, it appears in :meth:`diagnostics`, and the deployment's
+        teardown stops it before the scheduler.
+        """
+        with self.log_path(name).open("wb") as log:
+            process = subprocess.Popen(
+                command,
+                env=dict(self.env if env is None else env),
+                cwd=cwd or self.home,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.processes[name] = process
+        return process
 
     # -- REST -----------------------------------------------------------------------------------------------------
     def token(self, *, refresh: bool = False) -> str:
@@ -298,15 +339,25 @@ def _base_env(extra: Mapping[str, str]) -> dict[str, str]:
 
 
 def airflow_env(
-    home: Path, dags_folder: Path, port: int, passwords_file: Path, extra: Mapping[str, str]
+    home: Path,
+    dags_folder: Path,
+    port: int,
+    passwords_file: Path,
+    extra: Mapping[str, str],
+    *,
+    executor: str = "LocalExecutor",
+    database_uri: str | None = None,
 ) -> dict[str, str]:
-    """Environment shared by ``airflow db migrate`` and the three processes (NOTES-real-services.md §2)."""
+    """Environment shared by ``airflow db migrate`` and the three processes (NOTES-real-services.md §2).
+
+    :param database_uri: SQLAlchemy URI of the metadata database; a sqlite file in ``home`` when None.
+    """
     base_url = f"http://127.0.0.1:{port}"
     return _base_env(
         {
             "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__CORE__EXECUTOR": executor,
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_uri or f"sqlite:///{home / 'airflow.db'}",
             "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
@@ -333,13 +384,22 @@ def airflow_deployment(
     extra_env: Mapping[str, str] | None = None,
     dag_ids: list[str] | None = None,
     timeout: float = 180.0,
+    executor: str = "LocalExecutor",
+    database_uri: str | None = None,
+    on_start: Callable[[AirflowDeployment], None] | None = None,
 ) -> Iterator[AirflowDeployment]:
-    """Migrate a fresh sqlite DB in ``home``, start api-server, scheduler and dag-processor, yield a client.
+    """Migrate a fresh metadata DB, start api-server, scheduler and dag-processor, yield a client.
 
     :param dags_folder: must already hold every DAG file: the dag-processor lists the folder at start only
         (its refresh interval is minutes).
     :param extra_env: added to all three processes, hence to every task (e.g. ``AIRFLOW_CONN_MLFLOW_DEFAULT``).
     :param dag_ids: DAGs to wait for before yielding.
+    :param executor: ``[core] executor``; with ``CeleryExecutor`` the caller starts the workers
+        (:meth:`AirflowDeployment.start_process`) and gives the broker in ``extra_env``.
+    :param database_uri: an empty metadata database to migrate (e.g. PostgreSQL's); a sqlite file in ``home`` when
+        None.
+    :param on_start: called once the three processes are started, before waiting for them to be healthy: e.g. to
+        start Celery workers (:meth:`AirflowDeployment.start_process`), which then boot at the same time.
     """
     home.mkdir(parents=True, exist_ok=True)
     (home / "process-logs").mkdir(exist_ok=True)
@@ -347,7 +407,9 @@ def airflow_deployment(
     passwords_file = home / "passwords.json"
     passwords_file.write_text(json.dumps({"admin": password}))
     port = free_port()
-    env = airflow_env(home, dags_folder, port, passwords_file, extra_env or {})
+    env = airflow_env(
+        home, dags_folder, port, passwords_file, extra_env or {}, executor=executor, database_uri=database_uri
+    )
     deployment = AirflowDeployment(
         home=home, base_url=f"http://127.0.0.1:{port}", username="admin", password=password, env=env
     )
@@ -368,12 +430,15 @@ def airflow_deployment(
                 deployment.processes[name] = subprocess.Popen(
                     command, env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
                 )
+        if on_start is not None:
+            on_start(deployment)
         deployment.wait_until_healthy(timeout=timeout)
         if dag_ids:
             deployment.wait_for_dags(dag_ids, timeout=timeout)
         yield deployment
     finally:
-        # The scheduler first: it owns the LocalExecutor workers and any task still running.
-        for name in ("scheduler", "dag-processor", "api-server"):
-            if name in deployment.processes:
-                stop_group(deployment.processes[name])
+        # Processes added by the caller (Celery workers) first, newest first; then the scheduler: it owns the
+        # LocalExecutor workers and any task still running.
+        core = ("scheduler", "dag-processor", "api-server")
+        order = [*reversed([n for n in deployment.processes if n not in core]), *core]
+        stop_groups([deployment.processes[name] for name in order if name in deployment.processes])

@@ -1,8 +1,9 @@
-"""Install what the browser and Spark scenarios need from Debian's packages, when the machine lacks it.
+"""Install what the browser, Spark and production-topology scenarios need from Debian's packages, when missing.
 
 CI runs on a fresh Debian machine as root, so the test setup itself installs Debian's ``chromium`` (driven by the
 pip-pinned Playwright through ``executable_path``; ``playwright install`` would download a browser build, which this
-project never does) and a Java runtime for pyspark. Elsewhere, without root, the error says what to install.
+project never does), a Java runtime for pyspark, and PostgreSQL and Redis for the Celery + PostgreSQL topology.
+Elsewhere, without root, the error says what to install.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import subprocess
 from pathlib import Path
 
 CHROMIUM = Path("/usr/bin/chromium")
+#: Where Debian's ``postgresql`` package puts the server binaries (``initdb``, ``pg_ctl``, ``postgres``), per version.
+POSTGRESQL_LIB = Path("/usr/lib/postgresql")
 
 #: Chromium flags measured to work headless in containers (NOTES-real-services.md §4): no sandbox (root, no user
 #: namespaces), no GPU, and nothing that phones home.
@@ -37,7 +40,7 @@ def _apt_install(package: str, why: str) -> None:
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         raise MissingSystemPackageError(
             f"{why} Install it with `sudo apt-get update && sudo apt-get install -y --no-install-recommends "
-            f"{package}`, or deselect these tests (-m 'not browser and not spark')."
+            f"{package}`, or deselect these tests (-m 'not browser and not spark', -k 'not production_topology')."
         )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for command in (
@@ -69,3 +72,37 @@ def ensure_java() -> str:
     if java is None:
         raise MissingSystemPackageError("openjdk-17-jre-headless installed, yet `java` is still not on PATH.")
     return java
+
+
+def ensure_postgresql() -> Path:
+    """Return the ``bin`` directory of the newest installed PostgreSQL, installing ``postgresql`` when none is.
+
+    The server refuses to run as root, so it is started as the ``postgres`` system user the package creates.
+    """
+
+    def newest() -> Path | None:
+        found = [path for path in POSTGRESQL_LIB.glob("*/bin") if (path / "pg_ctl").exists()]
+        return max(found, key=lambda path: float(path.parent.name), default=None)
+
+    bin_dir = newest()
+    if bin_dir is None:
+        _apt_install(
+            "postgresql", f"The production-topology test runs a PostgreSQL server; none under {POSTGRESQL_LIB}."
+        )
+        bin_dir = newest()
+    if bin_dir is None:
+        raise MissingSystemPackageError(f"postgresql installed, yet no {POSTGRESQL_LIB}/<version>/bin/pg_ctl exists.")
+    return bin_dir
+
+
+def ensure_redis() -> str:
+    """Return ``redis-server``, installing Debian's ``redis-server`` package when it is missing.
+
+    The package starts no server here (no init system in a container): the test runs one on 127.0.0.1 itself.
+    """
+    if shutil.which("redis-server") is None:
+        _apt_install("redis-server", "The production-topology test uses Redis as the Celery broker; it is missing.")
+    redis_server = shutil.which("redis-server")
+    if redis_server is None:
+        raise MissingSystemPackageError("redis-server installed, yet `redis-server` is still not on PATH.")
+    return redis_server
