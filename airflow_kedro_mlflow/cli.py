@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_kedro_mlflow import __version__
 from airflow_kedro_mlflow.exceptions import AirflowKedroMlflowError, MlflowConnectionError
+from airflow_kedro_mlflow.tracking.params import LONG_PARAMS_STRATEGIES, SHAPES
 
 if TYPE_CHECKING:
     from airflow_kedro_mlflow.tracking import TrackingConfig
@@ -112,6 +113,17 @@ def build_parser() -> argparse.ArgumentParser:
     tracking.add_argument("--experiment-name", help="experiment of the new run (default: the project's package name)")
     tracking.add_argument(
         "--tag", dest="mlflow_tags", action="append", default=[], metavar="KEY=VALUE", help="MLflow tag; repeatable"
+    )
+    tracking.add_argument(
+        "--params-shape",
+        choices=SHAPES,
+        help="how Kedro params are logged: flatten (one param per leaf, default) or kedro_mlflow (one per params: "
+        "input, a nested dict as one param); default: the project's conf/<env>/airflow_kedro_mlflow.yml",
+    )
+    tracking.add_argument(
+        "--long-params-strategy",
+        choices=LONG_PARAMS_STRATEGIES,
+        help="a param value longer than MLflow's limit: fail, tag (log it as a tag) or truncate (default)",
     )
     _add_output_flags(train)
 
@@ -422,6 +434,7 @@ def _train(args: argparse.Namespace) -> CommandResult:
         from_nodes=_joined(args.from_nodes),
         to_nodes=_joined(args.to_nodes),
         load_versions=_json_object(args.load_versions_json, "--load-versions-json"),
+        params_options=_params_options(args),
         on_run_start=announce,
     )
     lines = [
@@ -544,6 +557,13 @@ def _merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
         else:
             merged[key] = value
     return merged
+
+
+def _params_options(args: argparse.Namespace) -> dict[str, str] | None:
+    """``--params-shape``/``--long-params-strategy`` as ``run_training``'s ``params_options``; the ones not given are
+    left out, so the project's ``conf/<env>/airflow_kedro_mlflow.yml`` still applies to them."""
+    given = {"shape": args.params_shape, "long_params_strategy": args.long_params_strategy}
+    return {key: value for key, value in given.items() if value is not None} or None
 
 
 def _json_object(value: str | None, flag: str) -> dict[str, Any] | None:

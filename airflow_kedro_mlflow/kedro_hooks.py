@@ -33,9 +33,10 @@ from airflow_kedro_mlflow.exceptions import MlflowConnectionError
 from airflow_kedro_mlflow.kedro_project import HOOK_DISABLED_ENV_VAR, effective_env
 from airflow_kedro_mlflow.pipeline import is_pipeline_ml
 from airflow_kedro_mlflow.tracking import TrackingConfig, get_or_create_experiment
-from airflow_kedro_mlflow.tracking.params import log_params
-from airflow_kedro_mlflow.tracking.runs import run_scope
+from airflow_kedro_mlflow.tracking.params import ParamsOptions, log_params, project_params_options
+from airflow_kedro_mlflow.tracking.runs import ThreadSharedRun, run_scope
 from airflow_kedro_mlflow.tracking.tags import lineage_tags
+from airflow_kedro_mlflow.training.observer import bounded_sample
 
 if TYPE_CHECKING:
     from kedro.framework.context import KedroContext
@@ -73,7 +74,10 @@ class PipelineMLHook:
     :param run_name: name of the run the hook starts; default: the pipeline name.
     :param log_model_kwargs: ``mlflow.pyfunc.log_model`` arguments, on top of the PipelineML's own.
     :param log_params: log the run's Kedro params as MLflow params of the run it starts (the same set the training
-        operator logs: every parameter, flattened).
+        operator logs for the project: see :mod:`airflow_kedro_mlflow.tracking.params`).
+    :param params_options: how params are logged, e.g. ``{"shape": "kedro_mlflow", "long_params_strategy": "tag"}``;
+        on top of the project's ``conf/<env>/airflow_kedro_mlflow.yml`` (``params:``), which the training operator
+        reads too — put it there so both log the same params.
     :param enabled: False turns the hook off (so does :data:`DISABLE_ENV_VAR`).
     """
 
@@ -88,6 +92,7 @@ class PipelineMLHook:
         run_name: str | None = None,
         log_model_kwargs: Mapping[str, Any] | None = None,
         log_params: bool = True,
+        params_options: ParamsOptions | Mapping[str, Any] | None = None,
         enabled: bool = True,
     ) -> None:
         from airflow_kedro_mlflow.tracking.registry import validate_aliases, validate_registered_model_name
@@ -102,9 +107,12 @@ class PipelineMLHook:
         self.run_name = run_name
         self.log_model_kwargs = dict(log_model_kwargs or {})
         self.log_params = log_params
+        self.params_options = params_options
+        ParamsOptions.resolve(params_options)  # a wrong option fails in settings.py, not after training
         self.enabled = enabled
         self.last_result: ModelifyResult | None = None
         self._env: str | None = None
+        self._project_params_options: dict[str, Any] | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -113,6 +121,7 @@ class PipelineMLHook:
         self._input_data: Any = None
         self._tracking: TrackingConfig | None = None
         self._stack: ExitStack | None = None
+        self._threads: ThreadSharedRun | None = None
         self._owns_run = False
 
     def tracking_config(self) -> TrackingConfig:
@@ -128,8 +137,11 @@ class PipelineMLHook:
 
     @hook_impl
     def after_context_created(self, context: KedroContext) -> None:
-        """Remember the env Kedro really reads (``run_params["env"]`` is None when the default ``local`` is used)."""
+        """Remember the env Kedro really reads (``run_params["env"]`` is None when the default ``local`` is used),
+        and the project's params options (``airflow_kedro_mlflow.yml``)."""
         self._env = effective_env(context)
+        if self.enabled and self.log_params and not hook_disabled():
+            self._project_params_options = project_params_options(context.config_loader)
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: CatalogProtocol) -> None:
@@ -159,18 +171,53 @@ class PipelineMLHook:
                     tags=tags,
                 )
             )
+            self._threads = ThreadSharedRun(run)
             if self.log_params and self._owns_run:
                 parameters = catalog.load("parameters") if "parameters" in catalog else {}
-                log_params(client, run.info.run_id, parameters)
+                options = ParamsOptions.resolve(self.params_options, self._project_params_options)
+                log_params(client, run.info.run_id, parameters, options=options, inputs=pipeline.inputs())
         except BaseException as exc:
             self._finish(exc)
             raise
 
     @hook_impl
     def after_dataset_loaded(self, dataset_name: str, data: Any, node: Node) -> None:
-        """Keep the training input data (the PipelineML's ``input_name``) for the model signature."""
+        """Keep a bounded sample of the training input data (the PipelineML's ``input_name``) for the signature."""
         if self._pipeline_ml is not None and self._input_data is None and dataset_name == self._pipeline_ml.input_name:
-            self._input_data = data
+            self._input_data = bounded_sample(data)
+
+    # The run is shared with the threads a ThreadRunner runs nodes and saves their outputs in: a node's own
+    # mlflow.log_metric, or a tracking dataset saving its output, would otherwise find no active run there.
+
+    @hook_impl(tryfirst=True)
+    def before_node_run(self, node: Node) -> None:
+        """Make the hook's run active in the node's thread."""
+        if self._threads is not None:
+            self._threads.enter()
+
+    @hook_impl(trylast=True)
+    def after_node_run(self, node: Node) -> None:
+        """Give the node's thread its run stack back."""
+        if self._threads is not None:
+            self._threads.leave()
+
+    @hook_impl(trylast=True)
+    def on_node_error(self, error: Exception, node: Node) -> None:
+        """Give the failed node's thread its run stack back."""
+        if self._threads is not None:
+            self._threads.leave()
+
+    @hook_impl(tryfirst=True)
+    def before_dataset_saved(self, dataset_name: str, data: Any, node: Node) -> None:
+        """Make the hook's run active in the saving thread (Kedro saves outputs after ``after_node_run``)."""
+        if self._threads is not None:
+            self._threads.enter()
+
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str, data: Any, node: Node) -> None:
+        """Give the saving thread its run stack back."""
+        if self._threads is not None:
+            self._threads.leave()
 
     @hook_impl
     def after_pipeline_run(

@@ -55,6 +55,9 @@ HOOK_DISABLED_ENV_VAR = "AIRFLOW_KEDRO_MLFLOW_HOOK_DISABLED"
 
 _TELEMETRY_OFF = {"KEDRO_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1"}
 
+#: The project :func:`bootstrap` made current last, for :func:`_is_current` (None before the first bootstrap).
+_last_bootstrapped: KedroProject | None = None
+
 
 @dataclass(frozen=True)
 class KedroProject:
@@ -216,7 +219,28 @@ def bootstrap(project_path: str | os.PathLike[str]) -> KedroProject:
         from kedro.framework.project import configure_project
 
         configure_project(project.package_name)  # this copy's settings.py and pipeline registry, not the other's
+    global _last_bootstrapped  # noqa: PLW0603 - Kedro's "current project" is process-wide; so is this record of it
+    _last_bootstrapped = project
     return project
+
+
+def _is_current(project_path: Path) -> bool:
+    """Whether :func:`bootstrap` made ``project_path`` the current Kedro project and Kedro's globals still say so.
+
+    Kedro keeps the current project in process-wide state that any code can change (``bootstrap_project``,
+    ``configure_project``, ``sys.path``): the package Kedro is configured for, the first ``sys.path`` entry and the
+    copy of the package that is imported must all still be this project's, else it has to be bootstrapped again.
+    """
+    project = _last_bootstrapped
+    if project is None or project.project_path != project_path:
+        return False
+    import kedro.framework.project as kedro_project
+
+    if project.package_name != kedro_project.PACKAGE_NAME or sys.path[:1] != [str(project.source_dir)]:
+        return False
+    loaded_file = getattr(sys.modules.get(project.package_name), "__file__", None)
+    package_dir = (project.source_dir / project.package_name).resolve()
+    return loaded_file is None or Path(loaded_file).resolve().is_relative_to(package_dir)
 
 
 @contextmanager
@@ -261,6 +285,9 @@ def open_session(
             f"Kedro could not open a session for project {project.project_path} "
             f"(package {project.package_name!r}): {exc}. Check src/{project.package_name}/settings.py."
         ) from exc
+    from airflow_kedro_mlflow.kedro_mlflow_compat import hold_off_kedro_mlflow
+
+    hold_off_kedro_mlflow(session._hook_manager)  # kedro-mlflow installed too: one run, ours, on our server
     with session:
         yield session
 
@@ -272,8 +299,9 @@ def get_pipeline(project: KedroSession | str | os.PathLike[str], name: str) -> P
     builds from it: Kedro 1.x adds the selected pipelines to an empty ``Pipeline``, which is why a hook or a
     training run must look the pipeline up here by name.
 
-    :param project: an open session, or a project path. The project is bootstrapped again either way (cheap), since
-        other code in the process may have made another project current since.
+    :param project: an open session, or a project path. The project is bootstrapped again unless it is still the
+        current one (other code in the process may have made another project current since): bootstrapping reloads
+        Kedro's settings, which costs a tenth of a second or more, and drops the registry Kedro has loaded.
     :param name: pipeline name, e.g. ``"training"``.
     :raises KedroProjectError: unknown name (with close matches), or the registry itself failed to load.
     """
@@ -281,7 +309,8 @@ def get_pipeline(project: KedroSession | str | os.PathLike[str], name: str) -> P
         project_path = Path(project).expanduser().resolve()
     else:
         project_path = Path(project.store["project_path"])
-    bootstrap(project_path)
+    if not _is_current(project_path):
+        bootstrap(project_path)
     from kedro.framework.project import pipelines
 
     registry = _load_registry(pipelines, project_path)

@@ -58,6 +58,7 @@ def train_command(
     from_nodes: Iterable[str] | str | None = None,
     to_nodes: Iterable[str] | str | None = None,
     load_versions: Mapping[str, str] | None = None,
+    params_options: Mapping[str, str] | None = None,
 ) -> list[str]:
     """The ``train`` arguments (after ``airflow-kedro-mlflow``) for :func:`run_training`'s arguments.
 
@@ -78,6 +79,13 @@ def train_command(
         argv += _names(flag, value)
     if load_versions:
         argv += ["--load-versions-json", _json("load_versions", load_versions)]
+    options = dict(params_options or {})
+    argv += _optional(("--params-shape", options.pop("shape", None)),
+                      ("--long-params-strategy", options.pop("long_params_strategy", None)))  # fmt: skip
+    if options:
+        raise KedroProjectError(
+            f"params_options has unknown key(s) {sorted(options)}: use 'shape' and 'long_params_strategy'."
+        )
     return argv
 
 

@@ -7,6 +7,11 @@ no catalog deep copy, no INFO log per call. The results are those of Kedro's ``S
 inputs, including the ``copy_mode`` of each dataset. A ``runner`` passed explicitly is used as given instead, with a
 fresh in-memory catalog per call.
 
+As in kedro-mlflow, a predict call can choose the runner: ``predict(df, params={"runner": "ThreadRunner"})``. The
+signature declares a ``runner`` param whose default is the model's own runner (``SequentialRunner`` when none was
+given), so a call without it keeps the path above. Only in-process runners are accepted: the name comes from whoever
+sends the request, so it is looked up in a fixed list, never imported.
+
 Bad predict-time input (empty data, a ``None``/NaN param, data a node function rejects) raises
 ``KedroPipelineModelInputError``: a ``KedroPipelineModelError`` for Python callers, and an ``MlflowException`` that
 MLflow's scoring server answers with a 400 carrying only the message, never the server's traceback and paths.
@@ -75,6 +80,12 @@ _NodeBinding = str | list[str] | dict[str, str] | None
 
 #: Types ``copy.deepcopy`` returns as they are: skipping it for them changes nothing but the time per call.
 _ATOMIC = frozenset({int, float, bool, str, bytes, complex, type(None)})
+
+#: The predict-time ``runner`` param (kedro-mlflow's name) and the runners it may name. ``SequentialRunner`` is the
+#: fast path, which gives its results; ParallelRunner would start worker processes on every call.
+RUNNER_PARAM = "runner"
+DEFAULT_RUNNER = "SequentialRunner"
+PREDICT_RUNNERS = ("SequentialRunner", "ThreadRunner")
 
 #: What a node function raises when the data or params it got are wrong (sklearn's "Input X contains NaN", pandas'
 #: missing column, a division by a zero param). Anything else (OSError, RuntimeError, ...) is a fault of the model or
@@ -209,6 +220,12 @@ class KedroPipelineModel(PythonModel):
         self._catalog: CatalogProtocol | None = catalog
         self._plan: _Plan | None = None
         self._fallback_runner: AbstractRunner | None = None
+        self._predict_runners: dict[str, AbstractRunner] = {}
+
+    @property
+    def runner_name(self) -> str:
+        """The name a predict call's ``runner`` param gives to get this model's own runner (the signature default)."""
+        return DEFAULT_RUNNER if self.runner is None else type(self.runner).__name__
 
     @property
     def pipeline(self) -> Pipeline:
@@ -338,9 +355,11 @@ class KedroPipelineModel(PythonModel):
 
         :param model_input: the data for ``input_name`` (pandas DataFrame, numpy array, Spark DataFrame, ...).
         :param params: ``params:`` overrides by name without the prefix (``{"threshold": 0.7}``); the others keep
-            their training-time values.
+            their training-time values. ``"runner"`` (unless the pipeline has a ``params:runner`` of its own) picks
+            the Kedro runner by name: ``"SequentialRunner"`` or ``"ThreadRunner"``.
         :raises KedroPipelineModelError: when the model is not loaded.
-        :raises KedroPipelineModelInputError: for a parameter the pipeline does not use, a ``None``/NaN parameter
+        :raises KedroPipelineModelInputError: for a parameter the pipeline does not use, an unknown runner name, a
+            ``None``/NaN parameter
             (unless its training value was one too), an empty ``model_input``, or a node function rejecting the
             data (``ValueError``, ``TypeError``, ...): the message names the node and the cause in one line.
         """
@@ -351,10 +370,14 @@ class KedroPipelineModel(PythonModel):
                 "load_context() first."
             )
         data = dict(plan.initial)
+        runner = self.runner or self._fallback_runner
         if params:
             for key, value in params.items():
                 name = self.param_names.get(key)
                 if name is None:
+                    if key == RUNNER_PARAM:
+                        runner = self._requested_runner(value)
+                        continue
                     raise KedroPipelineModelInputError(
                         f"Unknown parameter {key!r}: the inference pipeline uses "
                         f"{format_names(self.param_names) if self.param_names else 'no parameters'}."
@@ -367,7 +390,6 @@ class KedroPipelineModel(PythonModel):
             raise KedroPipelineModelInputError(
                 f"model_input is empty (no rows for {self.input_name!r}): send at least one row to predict on."
             )
-        runner = self.runner or self._fallback_runner
         if runner is not None:
             return self._predict_with_runner(runner, data, model_input)
         data[self.input_name] = _copy_value(model_input, self._copy_modes[self.input_name])
@@ -379,6 +401,32 @@ class KedroPipelineModel(PythonModel):
         except _INPUT_ERRORS as exc:
             raise _node_input_error(plan.node_names[plan.steps.index(step)], exc) from exc
         return data[self.output_name]
+
+    def _requested_runner(self, name: Any) -> AbstractRunner | None:
+        """The runner a predict call's ``runner`` param names (None: the fast path); instances are kept per name."""
+        if name == self.runner_name:
+            return self.runner or self._fallback_runner
+        if name == DEFAULT_RUNNER:
+            return self._fallback_runner  # the fast path gives SequentialRunner's results; chunked nodes need it
+        if name not in PREDICT_RUNNERS:
+            accepted = " or ".join(repr(runner) for runner in dict.fromkeys((self.runner_name, *PREDICT_RUNNERS)))
+            why = (
+                " (it would start worker processes on every call)"
+                if name == "ParallelRunner"
+                else suggest(name, PREDICT_RUNNERS)
+                if isinstance(name, str)
+                else ""
+            )
+            raise KedroPipelineModelInputError(
+                f"Unknown runner {name!r} in params{why}: predict runs the inference pipeline with {accepted}. "
+                f"Leave 'runner' out to use {self.runner_name!r}."
+            )
+        runner = self._predict_runners.get(name)
+        if runner is None:
+            import kedro.runner
+
+            runner = self._predict_runners.setdefault(name, getattr(kedro.runner, name)())
+        return runner
 
     def _predict_with_runner(self, runner: AbstractRunner, data: dict[str, Any], model_input: Any) -> Any:
         """Run with the given runner on a fresh catalog of ``MemoryDataset`` honouring each dataset's copy_mode."""
@@ -413,6 +461,7 @@ class KedroPipelineModel(PythonModel):
         state["_catalog"] = None
         state["_plan"] = None
         state.pop("_fallback_runner", None)
+        state.pop("_predict_runners", None)
         state["inference"] = cloudpickle.dumps(self.inference)
         return state
 
@@ -430,6 +479,7 @@ class KedroPipelineModel(PythonModel):
             ) from exc
         self.__dict__.update(state)
         self._fallback_runner = None
+        self._predict_runners = {}
 
 
 def _is_missing(value: Any) -> bool:

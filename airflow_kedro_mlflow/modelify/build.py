@@ -21,8 +21,11 @@ from airflow_kedro_mlflow.modelify.options import normalize_log_model_kwargs, wi
 from airflow_kedro_mlflow.modelify.result import ModelifyResult
 from airflow_kedro_mlflow.tracking.registry import (
     delete_logged_model,
+    is_pending,
+    is_ready,
     reconcile_logged_models,
     register_version,
+    search_logged_models,
     set_aliases,
     validate_aliases,
     version_model_id,
@@ -124,6 +127,7 @@ def log_kedro_pipeline_model(
     :raises ArtifactNotFoundError: an artifact is not persisted or its file does not exist yet.
     :raises ModelRegistrationError: the name or an alias is invalid, or the registry refused the version.
     :raises MlflowRunNotFoundError: neither ``run_id`` nor an active run.
+    :raises MlflowRunConflictError: the run already has a logged model of this name (see :func:`refuse_taken_name`).
     """
     import mlflow
 
@@ -151,6 +155,7 @@ def log_kedro_pipeline_model(
     token = idempotency_token(idempotency_key) if idempotency_key else None
     if token is not None:
         tags[IDEMPOTENCY_TAG] = token
+    refuse_taken_name(client, experiment_id, source_run_id, options.name, token)
 
     with tempfile.TemporaryDirectory(prefix="akm-params-") as params_dir:
         if artifacts is not None:
@@ -163,11 +168,18 @@ def log_kedro_pipeline_model(
                 {name: digest for name, digest in hashes.items() if name in needed},
             )
         artifact_paths = model.extract_pipeline_artifacts(params_dir)
-        _smoke_test(model, artifact_paths, input_data=input_data, catalog=catalog,
-                    input_example=options.passthrough.get("input_example"))  # fmt: skip
+        sample = _sample_rows(model, input_data=input_data, catalog=catalog,
+                              input_example=options.passthrough.get("input_example"))  # fmt: skip
+        _smoke_test(model, artifact_paths, sample)
         resolved_signature = _resolve_signature(
             options.signature, recorded=signature, input_data=input_data, model=model, catalog=catalog
         )
+        log_kwargs = with_default_environment(options.passthrough, project_package)
+        if "input_example" not in log_kwargs and resolved_signature is not None and _is_example(sample):
+            # A few rows of the training input, as MLflow asks for (it warns on every log without one): shown in the
+            # UI and checked against the signature at logging. Not without a signature: MLflow would infer one from
+            # the example, where the caller asked for none.
+            log_kwargs["input_example"] = sample
         logger.info(
             "Logging the inference pipeline as MLflow model %r of run %s (%d artifacts: %s)",
             options.name,
@@ -182,11 +194,12 @@ def log_kedro_pipeline_model(
             artifacts=artifact_paths,
             signature=resolved_signature,
             tags=tags,
-            log_kwargs=with_default_environment(options.passthrough, project_package),
+            log_kwargs=log_kwargs,
             experiment_id=experiment_id,
             run_id=source_run_id,
             linked_externally=active is None,
         )
+    refuse_taken_name(client, experiment_id, source_run_id, options.name, token, logged_model_id=model_id)
     if token is not None and options.registered_model_name is None:
         # When registering, the version decides which racer's model stays (register_logged_model).
         model_id = reconcile_logged_models(client, experiment_id, token, model_id)
@@ -257,6 +270,50 @@ def register_logged_model(
     return result
 
 
+def refuse_taken_name(
+    client: MlflowClient,
+    experiment_id: str,
+    run_id: str,
+    name: str,
+    token: str | None,
+    *,
+    logged_model_id: str | None = None,
+) -> None:
+    """Refuse a second logged model named ``name`` in run ``run_id``: ``runs:/<run>/<name>`` must name one model.
+
+    MLflow accepts two models of one name in a run and then resolves ``runs:/<run>/<name>`` to the later one, silently
+    (the Kedro hook's model, then ``modelify --run-id`` on the same run). Models of the same idempotency ``token`` are
+    not a conflict: they are this task's own tries, reused or reconciled elsewhere; FAILED models are leftovers.
+    Called before logging, and again after with ``logged_model_id`` (ours): of two racing tasks the later model is
+    deleted and its task gets this error, so the earlier one stays the only model of that name.
+
+    :raises MlflowRunConflictError: naming the run, the name, the model already there and the ways out.
+    """
+    others = [
+        model
+        for model in search_logged_models(client, experiment_id, f"source_run_id = '{run_id}'")
+        if model.name == name
+        and model.model_id != logged_model_id
+        and (is_ready(model) or is_pending(model))
+        and (token is None or model.tags.get(IDEMPOTENCY_TAG) != token)
+    ]
+    if logged_model_id is not None:
+        own = client.get_logged_model(logged_model_id)
+        others = [model for model in others if (model.creation_timestamp, model.model_id) < (
+            own.creation_timestamp, own.model_id)]  # fmt: skip
+    if not others:
+        return
+    existing = min(others, key=lambda model: (model.creation_timestamp, model.model_id))
+    if logged_model_id is not None:
+        delete_logged_model(client, logged_model_id)
+    raise MlflowRunConflictError(
+        f"MLflow run {run_id} already has a logged model named {name!r} ({existing.model_id}), so this model was not "
+        f"logged: runs:/{run_id}/{name} would then load whichever was logged last. Give this one another name "
+        f"(log_model_kwargs={{'name': '{name}_2'}}, CLI --model-name {name}_2), log it into a new run (drop run_id / "
+        f"--run-id), or delete the existing one first (MlflowClient().delete_logged_model({existing.model_id!r}))."
+    )
+
+
 def _log_model(
     client: MlflowClient,
     model: KedroPipelineModel,
@@ -308,11 +365,17 @@ def _resolve_signature(
     model: KedroPipelineModel,
     catalog: CatalogProtocol | None,
 ) -> ModelSignature | None:
-    """Turn ``signature="auto"`` into a signature: the one training recorded, else inferred from the input data."""
+    """Turn ``signature="auto"`` into a signature: the one training recorded, else inferred from the input data.
+
+    Its ``runner`` param defaults to the model's own runner (a recorded signature has ``SequentialRunner``).
+    """
+    from airflow_kedro_mlflow.model.kedro_pipeline_model import RUNNER_PARAM
+    from airflow_kedro_mlflow.model.signature import with_runner_default
+
     if not (isinstance(requested, str) and requested == "auto"):
         return requested
     if recorded is not None:
-        return recorded
+        return recorded if RUNNER_PARAM in model.param_names else with_runner_default(recorded, model.runner_name)
     if catalog is None:
         logger.warning(
             "signature='auto': the model has no catalog to read %r and its params from, so it is logged without a "
@@ -333,7 +396,7 @@ def _resolve_signature(
             model.input_name,
         )
         return None
-    return infer_model_signature(input_data, model.inference, catalog)
+    return infer_model_signature(input_data, model.inference, catalog, runner=model.runner_name)
 
 
 def _load_input_data(catalog: CatalogProtocol, input_name: str) -> Any:
@@ -353,20 +416,46 @@ def _load_input_data(catalog: CatalogProtocol, input_name: str) -> Any:
 _SMOKE_TEST_ROWS = 5
 
 
-def _smoke_test(
-    model: KedroPipelineModel,
-    artifact_paths: Mapping[str, str],
-    *,
-    input_data: Any,
-    catalog: CatalogProtocol | None,
-    input_example: Any,
-) -> None:
-    """Load a copy of the model as MLflow will and predict on a few rows of the training input: refuse a model that
-    can never predict (a param of the wrong type, an artifact that does not load) before anything is logged.
+def _sample_rows(
+    model: KedroPipelineModel, *, input_data: Any, catalog: CatalogProtocol | None, input_example: Any
+) -> Any:
+    """A few rows of the training input: from ``input_data``, else ``input_example``, else the catalog's input_name.
 
-    The rows come from ``input_data``, else ``input_example``, else the catalog's ``input_name``; without any (a
-    MemoryDataset input, nothing written yet) the test is skipped. The copy goes through the model's pickling, as the
-    logged model will, and the model that is logged stays unloaded.
+    None when there is none (a MemoryDataset input, nothing written yet, a dataset that cannot load now).
+    """
+    sample = input_data if input_data is not None else input_example
+    if sample is None and catalog is not None:
+        try:
+            sample = _load_input_data(catalog, model.input_name)
+        except Exception as exc:  # the sample is a bonus: a dataset that cannot load now must not block logging
+            logger.info("No test prediction: %r could not be loaded (%s).", model.input_name, exc)
+            return None
+    if sample is None:
+        logger.info("No test prediction and no input example: no data for %r (not persisted, or not written yet).",
+                    model.input_name)  # fmt: skip
+        return None
+    if hasattr(sample, "iloc"):  # pandas
+        return sample.iloc[:_SMOKE_TEST_ROWS].copy()
+    if getattr(sample, "ndim", 0) >= 1 or isinstance(sample, list):  # numpy, lists
+        return sample[:_SMOKE_TEST_ROWS]
+    if hasattr(sample, "limit"):  # Spark
+        return sample.limit(_SMOKE_TEST_ROWS)
+    return sample
+
+
+def _is_example(sample: Any) -> bool:
+    """Whether MLflow can store ``sample`` as an input example (pandas, numpy, lists; not a Spark DataFrame)."""
+    if sample is None:
+        return False
+    return hasattr(sample, "iloc") or (hasattr(sample, "ndim") and hasattr(sample, "dtype")) or isinstance(sample, list)
+
+
+def _smoke_test(model: KedroPipelineModel, artifact_paths: Mapping[str, str], sample: Any) -> None:
+    """Load a copy of the model as MLflow will and predict on ``sample`` (see :func:`_sample_rows`): refuse a model
+    that can never predict (a param of the wrong type, an artifact that does not load) before anything is logged.
+
+    Without a sample the test is skipped. The copy goes through the model's pickling, as the logged model will, and
+    the model that is logged stays unloaded.
 
     :raises KedroPipelineModelError: naming the failing node and its error.
     """
@@ -377,23 +466,8 @@ def _smoke_test(
 
     from airflow_kedro_mlflow.exceptions import AirflowKedroMlflowError, KedroPipelineModelError
 
-    sample = input_data if input_data is not None else input_example
-    if sample is None and catalog is not None:
-        try:
-            sample = _load_input_data(catalog, model.input_name)
-        except Exception as exc:  # the sample is a bonus: a dataset that cannot load now must not block logging
-            logger.info("No test prediction: %r could not be loaded (%s).", model.input_name, exc)
-            return
     if sample is None:
-        logger.info("No test prediction before logging: no data for %r (not persisted, or not written yet).",
-                    model.input_name)  # fmt: skip
         return
-    if hasattr(sample, "iloc"):  # pandas
-        sample = sample.iloc[:_SMOKE_TEST_ROWS]
-    elif getattr(sample, "ndim", 0) >= 1 or isinstance(sample, list):  # numpy, lists
-        sample = sample[:_SMOKE_TEST_ROWS]
-    elif hasattr(sample, "limit"):  # Spark
-        sample = sample.limit(_SMOKE_TEST_ROWS)
     probe = copy.copy(model)  # through __getstate__/__setstate__, as MLflow pickles the model
     try:
         probe.load_context(mlflow.pyfunc.PythonModelContext(artifacts=dict(artifact_paths), model_config={}))

@@ -140,6 +140,10 @@ class KedroTrainingOperator(_KedroTaskOperator):
     :param from_nodes: run from these nodes on. (templated)
     :param to_nodes: run up to these nodes. (templated)
     :param load_versions: ``{dataset: version}`` to load instead of the latest. (templated)
+    :param params_options: how Kedro params are logged: ``{"shape": "flatten"}`` (one param per leaf, the default) or
+        ``"kedro_mlflow"`` (kedro-mlflow's: a nested dict as one param), and ``"long_params_strategy"`` (``fail``,
+        ``tag`` or ``truncate``). Keys not given come from the project's ``conf/<env>/airflow_kedro_mlflow.yml``.
+        (templated)
     :param mlflow_conn_id: Airflow connection of type ``mlflow``.
     :param execution: where Kedro runs: ``InProcessExecution()`` (None, the default: in the task process),
         ``VirtualenvExecution(python=...)`` / ``VirtualenvExecution(requirements=...)`` (the project's own
@@ -162,8 +166,14 @@ class KedroTrainingOperator(_KedroTaskOperator):
         "from_nodes",
         "to_nodes",
         "load_versions",
+        "params_options",
     )
-    template_fields_renderers = {"runtime_params": "json", "mlflow_tags": "json", "load_versions": "json"}
+    template_fields_renderers = {
+        "runtime_params": "json",
+        "mlflow_tags": "json",
+        "load_versions": "json",
+        "params_options": "json",
+    }
 
     def __init__(
         self,
@@ -182,11 +192,13 @@ class KedroTrainingOperator(_KedroTaskOperator):
         from_nodes: Sequence[str] | None = None,
         to_nodes: Sequence[str] | None = None,
         load_versions: dict[str, str] | None = None,
+        params_options: dict[str, str] | None = None,
         mlflow_conn_id: str = MlflowHook.default_conn_name,
         execution: Execution | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(mlflow_conn_id=mlflow_conn_id, execution=execution, **kwargs)
+        self.params_options = params_options
         self.project_path = project_path
         self.pipeline_name = pipeline_name
         self.env = env
@@ -233,6 +245,7 @@ class KedroTrainingOperator(_KedroTaskOperator):
                 from_nodes=self.from_nodes,
                 to_nodes=self.to_nodes,
                 load_versions=self.load_versions,
+                params_options=_as_dict(self.params_options, "params_options"),
                 on_run_start=publish_run,
                 **_airflow_context(self.execution, context),
             )
@@ -418,7 +431,9 @@ class KedroModelifyOperator(_KedroTaskOperator):
         if dag is None or not dag.has_task(self.training_task_id):
             return
         task = dag.get_task(self.training_task_id)
-        declared = task.partial_kwargs.get("project_path") if task.is_mapped else getattr(task, "project_path", None)
+        # A mapped task keeps its constructor arguments in partial_kwargs (an expanded one is not known here).
+        arguments = getattr(task, "partial_kwargs", {}) if task.is_mapped else vars(task)
+        declared = arguments.get("project_path")
         if not isinstance(declared, str | os.PathLike) or "{" in os.fspath(declared):
             return
         if os.path.realpath(declared) != os.path.realpath(training.project_path):

@@ -353,7 +353,6 @@ def same_tracking_uri(left: str, right: str) -> bool:
     return canonical(left) == canonical(right)
 
 
-
 # MLflow's message for an answer that is not its JSON error format (a proxy's or another server's page).
 _UNPARSED_ANSWER = re.compile(r"failed with error code (\d{3}) != \d{3}")
 

@@ -17,6 +17,9 @@ at all: see :mod:`airflow_kedro_mlflow.modelify.build`.
 from __future__ import annotations
 
 import logging
+import os
+import sys
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -126,23 +129,81 @@ def run_scope(
         existing = get_run(client, run_id)
         mlflow.start_run(run_id=run_id)
         _add_missing_tags(client, existing, wanted)
+        run = client.get_run(run_id)  # with the tags just added
         created = False
     else:
         if experiment_id is None:
             raise MlflowRunConflictError("run_scope needs an experiment_id to start a new MLflow run.")
-        mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=wanted or None)
+        run = _start_new_run(client, experiment_id, run_name, wanted)
         created = True
-    started = mlflow.active_run()
-    assert started is not None  # start_run just made it active
-    run_id = started.info.run_id
+    run_id = run.info.run_id
     try:
-        yield client.get_run(run_id)
+        yield run
     except BaseException:
         _end_failed_run(run_id)
         if created and delete_on_failure:
             _delete_run(client, run_id)
         raise
     mlflow.end_run(status="FINISHED")
+
+
+def _start_new_run(client: MlflowClient, experiment_id: str, run_name: str | None, tags: dict[str, str]) -> Run:
+    """Start a new run and make it this thread's active run: ``mlflow.start_run``, without a git lookup it need not do.
+
+    ``mlflow.start_run`` resolves run-context tags, git ones included: it imports GitPython and searches for a git
+    repository around the process's entry script (``sys.argv[0]``). For a task that script is Airflow's (for
+    ``kedro run`` Kedro's), usually outside any repository, and the search then costs 0.06 s of CPU and 0.2 s of wall
+    time to find nothing. When no directory above the script holds a repository, this creates the run with the
+    context tags MLflow resolves without its git provider (the same tags: that provider has none to give) and
+    pushes it onto MLflow's run stack, as ``start_run`` does last; the run the server returned is yielded as it is,
+    with no second read. Otherwise, or when ``start_run`` would do more (resume ``MLFLOW_RUN_ID``, start the system
+    metrics monitor), ``mlflow.start_run`` is called as it is.
+    """
+    import mlflow
+    from mlflow.environment_variables import MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING, MLFLOW_RUN_ID
+
+    if MLFLOW_RUN_ID.defined or MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING.get() or _entry_script_may_be_in_git_repo():
+        started = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags or None)
+        return client.get_run(started.info.run_id)
+    from mlflow.tracking.context.git_context import GitRunContext
+    from mlflow.tracking.context.registry import resolve_tags
+    from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
+
+    user_tags = {**tags, MLFLOW_RUN_NAME: run_name} if run_name else dict(tags)
+    # `ignore` takes provider classes (MLflow checks isinstance against them), whatever its type hint says.
+    context_tags = resolve_tags(user_tags, ignore=[GitRunContext])  # type: ignore[list-item]
+    run = client.create_run(experiment_id, tags=context_tags, run_name=run_name)
+    _thread_run_stack().append(mlflow.ActiveRun(run))  # mlflow.end_run takes it off again
+    return run
+
+
+#: Variables that point git (and GitPython) at a repository elsewhere than the directories above a path.
+_GIT_LOCATION_VARIABLES = ("GIT_DIR", "GIT_WORK_TREE", "GIT_COMMON_DIR", "GIT_OBJECT_DIRECTORY")
+
+
+def _entry_script_may_be_in_git_repo() -> bool:
+    """Whether MLflow's git run context could find a repository for the entry script (``sys.argv[0]``).
+
+    A superset of what it finds (GitPython's ``Repo(path, search_parent_directories=True)``): a ``.git`` entry, or a
+    ``HEAD`` file (a bare repository), in the script's folder or any folder above it; a path with ``$`` or ``~`` in
+    it (GitPython expands them) or a ``GIT_*`` location variable counts as a repository too. Only stats, no git.
+    """
+    script = sys.argv[0] if sys.argv and sys.argv[0] else None
+    if script is None:
+        return False
+    if "$" in script or "~" in script or any(os.environ.get(name) for name in _GIT_LOCATION_VARIABLES):
+        return True
+    folder = os.path.dirname(os.path.abspath(script)) if os.path.isfile(script) else script
+    if not os.path.exists(folder):  # MLflow looks the script up as given: "-c" or a vanished file has no repository
+        return False
+    current = os.path.abspath(folder)
+    while True:
+        if os.path.lexists(os.path.join(current, ".git")) or os.path.isfile(os.path.join(current, "HEAD")):
+            return True
+        parent = os.path.dirname(current)
+        if parent == current:
+            return False
+        current = parent
 
 
 def fail_superseded_runs(client: MlflowClient, experiment_id: str, tags: Mapping[str, str]) -> list[str]:
@@ -234,12 +295,37 @@ def unshare_run_with_thread(run_id: str) -> None:
         stack.pop()
 
 
+class ThreadSharedRun:
+    """One run shared with the threads Kedro runs nodes and saves outputs in (``ThreadRunner``'s pool).
+
+    A Kedro hook calls :meth:`enter` before a node runs and before each of its outputs is saved (Kedro 1.x saves
+    them after ``after_node_run``, and a tracking dataset logs during the save), and :meth:`leave` after each. Only
+    a thread this object made the run active in gives it up again: in the thread that owns the run, nothing changes.
+    """
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self._local = threading.local()  # .shared: this object put the run on this thread's stack
+
+    def enter(self) -> None:
+        """Make the run the calling thread's active run, if that thread has none."""
+        if not getattr(self._local, "shared", False):
+            self._local.shared = share_run_with_thread(self.run)
+
+    def leave(self) -> None:
+        """Take the run off the calling thread's stack again if :meth:`enter` put it there."""
+        if getattr(self._local, "shared", False):
+            self._local.shared = False
+            unshare_run_with_thread(self.run.info.run_id)
+
+
 def _thread_run_stack() -> list[Run]:
     """MLflow's run stack of the calling thread: the list ``mlflow.active_run()`` reads its last item from.
 
     The package's one use of a private MLflow name (``mlflow.tracking.fluent._active_run_stack``, a per-thread
-    ``ThreadLocalVariable`` holding a list; checked against MLflow 3.17): see :func:`share_run_with_thread` for why
-    no public API does it. Kept in this one function so an MLflow upgrade that moves it breaks one place.
+    ``ThreadLocalVariable`` holding a list; checked against MLflow 3.17): see :func:`share_run_with_thread` and
+    :func:`_start_new_run` for why no public API does what they do. Kept in this one function so an MLflow upgrade
+    that moves it breaks one place.
     """
     from mlflow.tracking import fluent
 

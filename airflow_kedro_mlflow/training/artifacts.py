@@ -109,11 +109,14 @@ def _upload_artifacts(
     return records
 
 
-def check_artifacts_declared(pipeline_ml: PipelineMLLike, session: KedroSession) -> None:
-    """Fail before training when an inference artifact could never be shipped (undeclared, or a MemoryDataset)."""
+def check_artifacts_declared(pipeline_ml: PipelineMLLike, catalog: CatalogProtocol) -> None:
+    """Fail before training when an inference artifact could never be shipped (undeclared, or a MemoryDataset).
+
+    :param catalog: the catalog of the session about to run (its context's), so the check reads what the run will.
+    """
     from airflow_kedro_mlflow.model import KedroPipelineModel
 
-    KedroPipelineModel(pipeline_ml, session.load_context().catalog, input_name=pipeline_ml.input_name)
+    KedroPipelineModel(pipeline_ml, catalog, input_name=pipeline_ml.input_name)
 
 
 def _pin_versions(catalog: Any, names: Iterable[str], saved: set[str], save_version: str) -> None:

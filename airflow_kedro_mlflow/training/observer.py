@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from airflow_kedro_mlflow.tracking.params import log_params
-from airflow_kedro_mlflow.tracking.runs import share_run_with_thread, unshare_run_with_thread
+from airflow_kedro_mlflow.tracking.params import ParamsOptions, log_params
+from airflow_kedro_mlflow.tracking.runs import ThreadSharedRun
 
 if TYPE_CHECKING:
     from kedro.io import CatalogProtocol
@@ -89,14 +89,17 @@ class RunObserver:
     Registered on the session only (not in the project's settings), so ``kedro run`` is unaffected.
 
     :param run: the training run, active in the thread that created the observer; nodes that a runner runs in
-        other threads get it as their active MLflow run too (see :func:`share_run_with_thread`).
+        other threads get it as their active MLflow run too (see :class:`~.tracking.runs.ThreadSharedRun`).
     """
 
-    def __init__(self, tracking: TrackingConfig, run: Run, input_name: str | None) -> None:
+    def __init__(
+        self, tracking: TrackingConfig, run: Run, input_name: str | None, params_options: ParamsOptions | None = None
+    ) -> None:
         self.tracking = tracking
         self.run = run
         self.run_id = run.info.run_id
         self.input_name = input_name
+        self.params_options = params_options
         self.catalog: CatalogProtocol | None = None
         self.saved: set[str] = set()
         self.input_data: Any = None  # a bounded sample, see bounded_sample()
@@ -104,14 +107,15 @@ class RunObserver:
         self.node_error: BaseException | None = None
         self._started: dict[str, float] = {}
         self._lock = threading.Lock()
-        self._thread = threading.local()  # .shared: this observer made the run active in this thread
+        self._threads = ThreadSharedRun(run)
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: CatalogProtocol) -> None:
         """Keep the run's catalog (its save version pins the artifacts) and log the Kedro params to MLflow."""
         self.catalog = catalog
         parameters = catalog.load("parameters") if "parameters" in catalog else {}
-        log_params(self.tracking.client(), self.run_id, parameters)
+        log_params(self.tracking.client(), self.run_id, parameters, options=self.params_options,
+                   inputs=pipeline.inputs())  # fmt: skip
 
     @hook_impl(tryfirst=True)
     def before_node_run(self, node: Node) -> None:
@@ -122,19 +126,19 @@ class RunObserver:
         """
         with self._lock:
             self._started[node.name] = time.perf_counter()
-        self._thread.shared = share_run_with_thread(self.run)
+        self._threads.enter()
         logger.info("Node %s started", node.name)
 
     @hook_impl(trylast=True)
     def after_node_run(self, node: Node) -> None:
         """Log one line, with the duration, as a node finishes."""
-        self._leave_thread()
+        self._threads.leave()
         logger.info("Node %s finished in %.2fs", node.name, self._elapsed(node.name))
 
     @hook_impl(trylast=True)
     def on_node_error(self, error: Exception, node: Node) -> None:
         """Remember the first failing node and its original error, for :class:`KedroRunError`."""
-        self._leave_thread()
+        self._threads.leave()
         logger.error(
             "Node %s failed after %.2fs: %s: %s", node.name, self._elapsed(node.name), type(error).__name__, error
         )
@@ -142,9 +146,15 @@ class RunObserver:
             if self.failed_node is None:
                 self.failed_node, self.node_error = node.name, error
 
+    @hook_impl(tryfirst=True)
+    def before_dataset_saved(self, dataset_name: str, data: Any, node: Node) -> None:
+        """Make the training run active in the saving thread: a tracking dataset logs into it as it saves."""
+        self._threads.enter()
+
     @hook_impl
     def after_dataset_saved(self, dataset_name: str, data: Any, node: Node) -> None:
         """Note datasets this run wrote (their versions get pinned) and keep the training input data."""
+        self._threads.leave()
         with self._lock:
             self.saved.add(dataset_name)
         self._keep_input(dataset_name, data)
@@ -161,11 +171,6 @@ class RunObserver:
         with self._lock:
             if self.input_data is None:
                 self.input_data = sample
-
-    def _leave_thread(self) -> None:
-        if getattr(self._thread, "shared", False):
-            self._thread.shared = False
-            unshare_run_with_thread(self.run_id)
 
     def _elapsed(self, name: str) -> float:
         with self._lock:

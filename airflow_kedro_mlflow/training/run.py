@@ -28,6 +28,7 @@ from airflow_kedro_mlflow.kedro_project import (
     prepare_kedro_environment,
     resolved_conf_source,
 )
+from airflow_kedro_mlflow.tracking.params import ParamsOptions, project_params_options
 from airflow_kedro_mlflow.tracking.runs import fail_superseded_runs, get_or_create_experiment, run_scope
 from airflow_kedro_mlflow.tracking.tags import git_tags, lineage_tags
 from airflow_kedro_mlflow.training.artifacts import check_artifacts_declared, record_artifacts
@@ -64,6 +65,7 @@ def run_training(
     to_nodes: Iterable[str] | str | None = None,
     load_versions: Mapping[str, str] | None = None,
     on_run_start: Callable[[str, str | None], None] | None = None,
+    params_options: ParamsOptions | Mapping[str, Any] | None = None,
 ) -> TrainingResult:
     """Run ``pipeline_name`` of the Kedro project at ``project_path`` in an MLflow run; return the training XCom.
 
@@ -94,6 +96,8 @@ def run_training(
     :param load_versions: ``{dataset: version}`` to load instead of the latest version.
     :param on_run_start: called with ``(run_id, run_url)`` as soon as the MLflow run exists, before the pipeline
         runs, so a caller can link to a run that later fails (the operator pushes its extra link there).
+    :param params_options: how Kedro params are logged (``{"shape": "kedro_mlflow", "long_params_strategy": "tag"}``),
+        over the project's ``conf/<env>/airflow_kedro_mlflow.yml``; see :mod:`airflow_kedro_mlflow.tracking.params`.
     :raises MlflowConnectionError: the tracking server refuses the credentials.
     :raises MlflowServerUnavailableError: the tracking server cannot be reached.
     :raises KedroProjectError: not a Kedro project, unknown env/pipeline/node/runner, or ``ParallelRunner``.
@@ -136,10 +140,12 @@ def run_training(
             check_filters(registered, spec.pipeline_name, filters)
             pipeline_ml = registered if is_pipeline_ml(registered) else None
             input_name: str | None = getattr(pipeline_ml, "input_name", None)
+            context = session.load_context()  # one context for every check; session.run() builds its own
             if pipeline_ml is not None:
-                check_artifacts_declared(pipeline_ml, session)
+                check_artifacts_declared(pipeline_ml, context.catalog)
             runner_obj = resolve_runner(runner, package_name)
-            resolved_env = effective_env(session.load_context())
+            resolved_env = effective_env(context)
+            params = ParamsOptions.resolve(params_options, project_params_options(context.config_loader))
             run_tags = lineage_tags({**git.result(), **dict(mlflow_tags or {})}, env=resolved_env,
                                     pipeline_name=spec.pipeline_name, session_id=session.session_id)  # fmt: skip
             client = tracking.client()
@@ -161,7 +167,7 @@ def run_training(
                 )
                 if on_run_start is not None:
                     on_run_start(active_run_id, run_url)
-                observer = RunObserver(tracking, _active_run(), input_name=input_name)
+                observer = RunObserver(tracking, _active_run(), input_name=input_name, params_options=params)
                 _run_pipeline(session, observer, pipeline_name=spec.pipeline_name, runner=runner_obj,
                               filters=filters, load_versions=load_versions)  # fmt: skip
                 artifacts: dict[str, ArtifactRecord] = {}

@@ -146,15 +146,12 @@ def _assert_landed(client: MlflowClient, run_id: str, data_root: Path) -> None:
     assert mlflow.sklearn.load_model(f"models:/{model.model_id}").predict_proba is not None
 
 
-#: Kedro saves a node's outputs after ``after_node_run``, where RunObserver takes the run off the node's thread again:
-#: the dataset then sees no active run. The fix is in training/observer.py (share the run in before_dataset_saved,
-#: take it off in after_dataset_saved); this mark goes when it lands.
-THREAD_RUNNER_SAVES = pytest.mark.xfail(
-    strict=True, reason="training/observer.py unshares the run before Kedro saves the outputs of a worker thread"
-)
+#: Kedro 1.x saves a node's outputs after ``after_node_run``, in the node's thread: under ThreadRunner the run must be
+#: shared with that thread for the saves too (tracking.runs.ThreadSharedRun), or the datasets see no active run.
+RUNNERS = ["SequentialRunner", "ThreadRunner"]
 
 
-@pytest.mark.parametrize("runner", ["SequentialRunner", pytest.param("ThreadRunner", marks=THREAD_RUNNER_SAVES)])
+@pytest.mark.parametrize("runner", RUNNERS)
 def test_kedro_mlflow_catalog_logs_into_the_training_run(
     example_project: Path, tracking_uri: str, tmp_path: Path, runner: str
 ) -> None:
@@ -168,8 +165,9 @@ def test_kedro_mlflow_catalog_logs_into_the_training_run(
         assert len(tracking.client().search_runs([result.experiment_id])) == 1  # no stray run
 
 
+@pytest.mark.parametrize("runner", RUNNERS)
 def test_kedro_mlflow_catalog_logs_into_the_run_of_kedro_run_with_our_hook(
-    example_project: Path, tracking_uri: str
+    example_project: Path, tracking_uri: str, runner: str
 ) -> None:
     project = _migrated(example_project)
     settings = project / "src" / "kedro_classifier" / "settings.py"
@@ -182,7 +180,7 @@ def test_kedro_mlflow_catalog_logs_into_the_run_of_kedro_run_with_our_hook(
     env.update(KEDRO_DISABLE_TELEMETRY="true", DO_NOT_TRACK="1", PYTHONPATH=str(REPO_ROOT))  # this checkout's package
 
     done = subprocess.run(
-        [KEDRO, "run", "--pipelines", "training"],
+        [KEDRO, "run", "--pipelines", "training", "--runner", runner],
         check=False,
         cwd=project,
         env=env,

@@ -88,6 +88,8 @@ def modelify_kwargs(tracking_uri: str, training: TrainingResult, task: dict[str,
         "aliases": [ALIAS],
         "mlflow_tags": {**task["identity"], TRY_NUMBER_TAG: str(task["try_number"])},
         "idempotency_key": task["identity"],
+        # every test modelifies the module's one training run: one model name per task (see refuse_taken_name)
+        "log_model_kwargs": {"name": task["model_name"]},
     }
 
 
@@ -196,7 +198,7 @@ def task(request: pytest.FixtureRequest) -> dict[str, Any]:
     """A modelify task of its own (the identity the operator derives from the task instance) and a model name."""
     base = re.sub(r"\W", "_", request.node.name)[:80]
     identity = {DAG_ID_TAG: "races", DAG_RUN_ID_TAG: f"manual__{base}", TASK_ID_TAG: "modelify", MAP_INDEX_TAG: "-1"}
-    return {"identity": identity, "registered_model_name": f"races_{base}"}
+    return {"identity": identity, "registered_model_name": f"races_{base}", "model_name": f"model_{base}"}
 
 
 @pytest.fixture
@@ -256,7 +258,7 @@ def test_modelify_leaves_the_training_run_untouched_and_links_the_model(training
     outputs = client.get_run(training.run_id).outputs.model_outputs
     assert result.model_id in [output.model_id for output in outputs]
     with TrackingConfig(mlflow_server.uri).activate():
-        assert mlflow.models.get_model_info(f"runs:/{training.run_id}/model").model_id == result.model_id
+        assert mlflow.models.get_model_info(f"runs:/{training.run_id}/{task['model_name']}").model_id == result.model_id
     assert_one_model_and_one_version(client, training, task, result)
     # promotion compares the metrics of the version's run: the training run's, logged by the evaluate node
     version = client.get_model_version(task["registered_model_name"], result.version)

@@ -242,6 +242,22 @@ def test_train_writes_the_training_xcom_and_modelify_reads_it(example_project, t
     assert not set(CREDENTIALS) & (set(seen["env"]) | set(seen["grandchild_env"]))
 
 
+def test_train_params_shape_flag_logs_kedro_mlflows_shape(example_project, tracking_uri, capsys):
+    """``--params-shape kedro_mlflow``: one param per ``params:`` input a node reads, as kedro-mlflow logs them;
+    the flags not given leave the project's own setting (here: none, so the default strategy) in force."""
+    argv = ["train", "--project-path", str(example_project), "--tracking-uri", tracking_uri,
+            "--runtime-params-json", '{"unread": {"a": 1}}', "--json"]  # fmt: skip
+    client = mlflow.MlflowClient(tracking_uri)
+
+    assert main(argv) == 0
+    flattened = client.get_run(json.loads(capsys.readouterr().out)["run_id"]).data.params
+    assert main([*argv, "--params-shape", "kedro_mlflow"]) == 0
+    shaped = client.get_run(json.loads(capsys.readouterr().out)["run_id"]).data.params
+
+    assert flattened["unread.a"] == "1"  # the default logs every parameter, flattened
+    assert "threshold" in shaped and not any(name.startswith("unread") for name in shaped), shaped
+
+
 def test_train_bad_input_is_one_line_exit_2_and_no_run(example_project, tracking_uri, capsys):
     argv = ["train", "--project-path", str(example_project), "--tracking-uri", tracking_uri]
     assert main([*argv, "--pipeline", "trainig"]) == 2

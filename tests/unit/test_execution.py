@@ -129,6 +129,7 @@ def test_train_command_carries_every_operator_argument_through_the_cli_parser():
         from_nodes=["split_data"],
         to_nodes=["evaluate"],
         load_versions={"raw_data": "2026-01-01T00.00.00.000Z"},
+        params_options={"shape": "kedro_mlflow", "long_params_strategy": "tag"},
     )
     assert "secret" not in " ".join(argv)
     args = build_parser().parse_args(argv)
@@ -145,6 +146,7 @@ def test_train_command_carries_every_operator_argument_through_the_cli_parser():
         ["prep,fit"], ["fit_classifier"], ["split_data"], ["evaluate"],
     )  # fmt: skip
     assert json.loads(args.load_versions_json) == {"raw_data": "2026-01-01T00.00.00.000Z"}
+    assert (args.params_shape, args.long_params_strategy) == ("kedro_mlflow", "tag")
 
 
 def test_modelify_command_carries_the_operator_arguments_through_the_cli_parser():

@@ -96,6 +96,35 @@ def test_hook_and_run_training_log_the_same_params(project, tracking_uri):
     assert hooked["C"] == "0.3"
 
 
+def test_project_setting_kedro_mlflow_shape_is_logged_alike_by_the_hook_and_run_training(project, tracking_uri):
+    (project / "conf" / "base" / "airflow_kedro_mlflow.yml").write_text(
+        "params:\n  shape: kedro_mlflow\n  long_params_strategy: fail\n", encoding="utf-8"
+    )
+    runtime_params = {"C": 0.3, "data_dir": str(project / "data")}
+    hook = PipelineMLHook(tracking_uri=tracking_uri, experiment_name="hooked")
+    run_with_hook(project, hook, pipeline_names=["training"], runtime_params=runtime_params)
+    trained = run_training(project, tracking=TrackingConfig(tracking_uri), experiment_name="operator",
+                           runtime_params=runtime_params)  # fmt: skip
+
+    client = mlflow.MlflowClient(tracking_uri)
+    hooked = client.get_run(hook.last_result.run_id).data.params
+    assert hooked == client.get_run(trained.run_id).data.params
+    # kedro-mlflow's set: the params: inputs of the nodes that ran; data_dir (catalog only) is not one of them
+    assert set(hooked) == {"C", "max_iter", "random_state", "test_size", "threshold"}
+
+
+def test_params_options_argument_wins_and_a_wrong_one_fails_in_settings(project, tracking_uri):
+    from airflow_kedro_mlflow.exceptions import KedroProjectError
+
+    with pytest.raises(KedroProjectError, match="shape='nested'"):
+        PipelineMLHook(params_options={"shape": "nested"})
+    (project / "conf" / "base" / "airflow_kedro_mlflow.yml").write_text("params:\n  shape: kedro_mlflow\n")
+    trained = run_training(project, tracking=TrackingConfig(tracking_uri), experiment_name="operator",
+                           runtime_params={"data_dir": str(project / "data")},
+                           params_options={"shape": "flatten"})  # fmt: skip
+    assert "data_dir" in mlflow.MlflowClient(tracking_uri).get_run(trained.run_id).data.params
+
+
 def test_failing_training_marks_the_hook_run_failed_and_logs_no_model(project, tracking_uri):
     hook = PipelineMLHook(tracking_uri=tracking_uri, experiment_name="failing")
 

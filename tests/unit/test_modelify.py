@@ -19,6 +19,7 @@ from airflow_kedro_mlflow.exceptions import (
     KedroPipelineModelError,
     KedroProjectError,
     MlflowConnectionError,
+    MlflowRunConflictError,
     MlflowRunNotFoundError,
     ModelRegistrationError,
 )
@@ -469,3 +470,69 @@ def test_failed_registration_removes_the_model_and_the_run_it_created(trained_pr
     experiment = client.get_experiment_by_name(names["experiment_name"])
     assert client.search_runs([experiment.experiment_id]) == []
     assert client.search_logged_models([experiment.experiment_id]) == []
+
+
+# -- one name, one model per run; model parity with kedro-mlflow (issue 13) --------------------------------------------
+
+
+def logged_models(client, run) -> list:
+    return client.search_logged_models(
+        experiment_ids=[run.info.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'"
+    ).to_list()
+
+
+def new_run(client, experiment_name: str):
+    experiment_id = client.create_experiment(experiment_name)
+    run = client.create_run(experiment_id)
+    client.set_terminated(run.info.run_id, "FINISHED")
+    return run
+
+
+def test_a_second_model_of_the_same_name_in_a_run_is_refused_and_a_retry_reuses_its_own(trained_project, store, names):
+    client = store.client()
+    run = new_run(client, names["experiment_name"])
+    run_id = run.info.run_id
+    # What the Kedro hook leaves in its run: a model named "model", without any idempotency key.
+    first = modelify(trained_project, "training", tracking=store, run_id=run_id)
+    key = {"airflow.dag_id": "retrain", "airflow.dag_run_id": "manual__1", "airflow.task_id": "modelify"}
+
+    with pytest.raises(MlflowRunConflictError) as refused:
+        modelify(trained_project, "training", tracking=store, run_id=run_id, idempotency_key=key)
+
+    message = str(refused.value)
+    assert run_id in message and "'model'" in message and first.model_id in message
+    assert "--model-name" in message and "--run-id" in message
+    assert [model.model_id for model in logged_models(client, run)] == [first.model_id]
+    with store.activate():
+        assert mlflow.models.get_model_info(f"runs:/{run_id}/model").model_id == first.model_id
+
+    # Another name is fine; a retry of that same modelify (same key) reuses its model instead of being refused.
+    other = modelify(trained_project, "training", tracking=store, run_id=run_id, idempotency_key=key,
+                     log_model_kwargs={"name": "model_2"})  # fmt: skip
+    retry = modelify(trained_project, "training", tracking=store, run_id=run_id, idempotency_key=key,
+                     log_model_kwargs={"name": "model_2"})  # fmt: skip
+
+    assert retry.reused and retry.model_id == other.model_id
+    assert sorted(model.name for model in logged_models(client, run)) == ["model", "model_2"]
+
+
+def test_modelify_logs_a_few_training_rows_as_input_example_and_mlflow_stops_warning(trained_project, store, names):
+    import warnings
+
+    from mlflow.models import Model
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = modelify(trained_project, "training", tracking=store, experiment_name=names["experiment_name"])
+
+    assert not [w for w in caught if "input example was not provided" in str(w.message)]
+    with store.activate():
+        info = mlflow.models.get_model_info(result.model_uri)
+        local = mlflow.artifacts.download_artifacts(result.model_uri)
+    assert info.saved_input_example_info is not None
+    example = Model.load(local).load_input_example(local)
+    expected = instances(trained_project, rows=5)
+    assert list(example.columns) == list(expected.columns) and len(example) == 5
+    assert {param["name"]: param["default"] for param in info.signature.params.to_dict()}["runner"] == (
+        "SequentialRunner"
+    )

@@ -202,7 +202,10 @@ def test_signature_comes_from_the_training_instances_and_the_threshold_param(tra
     assert {"name": "mean_radius", "type": "double", "required": True} in inputs
     assert "target" not in {column["name"] for column in inputs}
     params = json.loads(signature["params"])
-    assert params == [{"name": "threshold", "type": "double", "default": 0.4, "shape": None}]
+    assert params == [
+        {"name": "threshold", "type": "double", "default": 0.4, "shape": None},
+        {"name": "runner", "type": "string", "default": "SequentialRunner", "shape": None},
+    ]
 
 
 def test_one_plain_log_line_per_node_start_and_finish(trained: Trained) -> None:

@@ -142,7 +142,10 @@ def test_modelify_registers_once_per_dag_run_across_retries(trained, mlflow_conn
 
 
 def test_modelify_without_registered_model_name_only_logs(trained, mlflow_conn):
-    operator = KedroModelifyOperator(task_id="log_only", training_task_id="train")
+    # A second modelify of the same training run: its model needs a name of its own in that run.
+    operator = KedroModelifyOperator(
+        task_id="log_only", training_task_id="train", log_model_kwargs={"name": "log_only"}
+    )
     ti = _modelify_ti(trained)
     ti.task_id = "log_only"
     result = operator.execute(make_context(ti))
@@ -260,7 +263,7 @@ def test_modelify_needs_a_training_task_or_a_project():
 def test_every_user_string_and_dict_is_templated():
     assert set(KedroTrainingOperator.template_fields) == {
         "project_path", "pipeline_name", "env", "conf_source", "runtime_params", "experiment_name", "run_name",
-        "mlflow_tags", "runner", "tags", "node_names", "from_nodes", "to_nodes", "load_versions",
+        "mlflow_tags", "runner", "tags", "node_names", "from_nodes", "to_nodes", "load_versions", "params_options",
     }  # fmt: skip
     assert {"project_path", "runtime_params", "registered_model_name", "aliases", "log_model_kwargs"} <= set(
         KedroModelifyOperator.template_fields

@@ -83,10 +83,41 @@ def test_loaded_model_takes_params_from_the_signature(logged_model_uri, pipeline
     instances = sample_instances(300)
     loaded = mlflow.pyfunc.load_model(logged_model_uri)
     assert loaded.metadata.get_params_schema().to_dict() == [
-        {"name": "threshold", "type": "double", "default": 0.5, "shape": None}
+        {"name": "threshold", "type": "double", "default": 0.5, "shape": None},
+        {"name": "runner", "type": "string", "default": "SequentialRunner", "shape": None},
     ]
     expected = run_inference(pipeline_ml.inference, trained_catalog, instances, threshold=0.95)
     pd.testing.assert_frame_equal(loaded.predict(instances, params={"threshold": 0.95}), expected)
+
+
+def test_predict_time_runner_param_selects_the_runner_as_in_kedro_mlflow(logged_model_uri, pipeline_ml,
+                                                                         trained_catalog):  # fmt: skip
+    from kedro.runner import ThreadRunner
+
+    instances = sample_instances(50)
+    loaded = mlflow.pyfunc.load_model(logged_model_uri)
+    model = loaded.unwrap_python_model()
+    expected = run_inference(pipeline_ml.inference, trained_catalog, instances, threshold=0.7)
+
+    threaded = loaded.predict(instances, params={"runner": "ThreadRunner", "threshold": 0.7})
+
+    pd.testing.assert_frame_equal(threaded, expected)
+    assert isinstance(model._predict_runners["ThreadRunner"], ThreadRunner)  # the runner really ran
+    pd.testing.assert_frame_equal(loaded.predict(instances, params={"runner": "SequentialRunner", "threshold": 0.7}),
+                                  expected)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("runner", "hint"),
+    [("ThreadRuner", "Did you mean 'ThreadRunner'"), ("ParallelRunner", "worker processes"), ("os.system", "")],
+)
+def test_unknown_predict_time_runner_is_a_clear_input_error(logged_model_uri, runner, hint):
+    from airflow_kedro_mlflow.model import KedroPipelineModelInputError
+
+    loaded = mlflow.pyfunc.load_model(logged_model_uri)
+    with pytest.raises(KedroPipelineModelInputError, match=re.escape(f"Unknown runner {runner!r}")) as refused:
+        loaded.predict(sample_instances(2), params={"runner": runner})
+    assert hint in str(refused.value) and "'SequentialRunner' or 'ThreadRunner'" in str(refused.value)
 
 
 def test_wrongly_typed_param_is_refused_by_mlflow_before_predict(logged_model_uri):

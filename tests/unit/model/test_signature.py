@@ -44,7 +44,8 @@ def test_inputs_from_the_data_and_scalar_params_without_prefix():
         ("name", "string"),
     ]
     params = {param.name: param for param in signature.params.params}
-    assert sorted(params) == ["labels", "model.threshold"]  # dicts, empty lists and `parameters` stay artifacts
+    # dicts, empty lists and `parameters` stay artifacts; `runner` picks the Kedro runner at predict time
+    assert sorted(params) == ["labels", "model.threshold", "runner"]
     assert (params["model.threshold"].dtype.name, params["model.threshold"].default) == ("double", 0.7)
     assert params["labels"].shape == (-1,) and params["labels"].default == ["benign", "malignant"]
 
@@ -55,9 +56,30 @@ def test_numpy_input_gives_a_tensor_schema():
     assert tensor.shape == (-1, 4) and tensor.type == np.dtype("float32")
 
 
-def test_no_params_gives_no_params_schema():
+def test_no_params_gives_only_the_runner_param_defaulting_to_the_models_runner():
     only_data = Pipeline([node(lambda x: x, "instances", "out", name="echo")])
-    assert infer_model_signature(pd.DataFrame({"a": [1]}), only_data, DataCatalog()).params is None
+    signature = infer_model_signature(pd.DataFrame({"a": [1]}), only_data, DataCatalog(), runner="ThreadRunner")
+    assert signature.params.to_dict() == [
+        {"name": "runner", "type": "string", "default": "ThreadRunner", "shape": None}
+    ]
+
+
+def test_recorded_signature_gets_the_models_runner_as_default_and_keeps_the_rest():
+    from airflow_kedro_mlflow.model.signature import with_runner_default
+
+    recorded = infer_model_signature(pd.DataFrame({"a": [1.0]}), inference(), catalog())
+    changed = with_runner_default(recorded, "ThreadRunner")
+    defaults = {spec.name: spec.default for spec in changed.params.params}
+    assert defaults == {"labels": ["benign", "malignant"], "model.threshold": 0.7, "runner": "ThreadRunner"}
+    assert changed.inputs == recorded.inputs
+
+
+def test_a_pipeline_param_named_runner_is_kept_and_warned_about(caplog):
+    pipeline = Pipeline([node(lambda x, r: x, ["instances", "params:runner"], "out", name="echo")])
+    values = DataCatalog({"params:runner": MemoryDataset("fast")})
+    signature = infer_model_signature(pd.DataFrame({"a": [1]}), pipeline, values)
+    assert [(spec.name, spec.default) for spec in signature.params.params] == [("runner", "fast")]
+    assert "runner cannot be chosen at predict time" in caplog.text
 
 
 def test_missing_parameter_raises_naming_it():
