@@ -187,6 +187,7 @@ def test_modelify_without_pipeline_or_training_result_is_a_usage_error(capsys):
     assert "--training-result" in err
 
 
+@pytest.mark.slow
 def test_train_writes_the_training_xcom_and_modelify_reads_it(example_project, tracking_uri, capsys, monkeypatch):
     """``train`` is what every isolated execution mode runs: its output is the operator's XCom, atomically written;
     the credentials it got in MLflow's variables reach neither the Kedro process's environment nor its children."""
@@ -242,6 +243,7 @@ def test_train_writes_the_training_xcom_and_modelify_reads_it(example_project, t
     assert not set(CREDENTIALS) & (set(seen["env"]) | set(seen["grandchild_env"]))
 
 
+@pytest.mark.slow
 def test_train_params_shape_flag_logs_kedro_mlflows_shape(example_project, tracking_uri, capsys):
     """``--params-shape kedro_mlflow``: one param per ``params:`` input a node reads, as kedro-mlflow logs them;
     the flags not given leave the project's own setting (here: none, so the default strategy) in force."""

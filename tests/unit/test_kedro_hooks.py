@@ -40,6 +40,7 @@ def run_with_hook(project: Path, hook: PipelineMLHook, **run_kwargs: object) -> 
         session.run(**run_kwargs)
 
 
+@pytest.mark.slow
 def test_disable_env_var_turns_the_hook_off(project, tracking_uri, monkeypatch):
     monkeypatch.setenv(DISABLE_ENV_VAR, "true")
     hook = PipelineMLHook(tracking_uri=tracking_uri, experiment_name="disabled")
@@ -50,6 +51,7 @@ def test_disable_env_var_turns_the_hook_off(project, tracking_uri, monkeypatch):
     assert mlflow.MlflowClient(tracking_uri).get_experiment_by_name("disabled") is None
 
 
+@pytest.mark.slow
 def test_partial_run_logs_no_model(project, tracking_uri, caplog):
     hook = PipelineMLHook(tracking_uri=tracking_uri, experiment_name="partial")
 
@@ -60,6 +62,7 @@ def test_partial_run_logs_no_model(project, tracking_uri, caplog):
     assert mlflow.MlflowClient(tracking_uri).get_experiment_by_name("partial") is None
 
 
+@pytest.mark.slow
 def test_plain_pipeline_run_logs_nothing(project, tracking_uri):
     run_with_hook(project, PipelineMLHook(enabled=False), pipeline_names=["training"])
     hook = PipelineMLHook(tracking_uri=tracking_uri, experiment_name="plain")
@@ -70,6 +73,7 @@ def test_plain_pipeline_run_logs_nothing(project, tracking_uri):
     assert mlflow.MlflowClient(tracking_uri).get_experiment_by_name("plain") is None
 
 
+@pytest.mark.slow
 def test_hook_logs_into_an_already_active_run_and_leaves_it_open(project, tracking_uri):
     hook = PipelineMLHook(tracking_uri=tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
@@ -81,6 +85,7 @@ def test_hook_logs_into_an_already_active_run_and_leaves_it_open(project, tracki
     assert hook.last_result.run_id == run.info.run_id
 
 
+@pytest.mark.slow
 def test_hook_and_run_training_log_the_same_params(project, tracking_uri):
     # data_dir is read by the catalog only, no node takes it: both entry points still log it, as every parameter
     runtime_params = {"C": 0.3, "data_dir": str(project / "data")}
@@ -96,6 +101,7 @@ def test_hook_and_run_training_log_the_same_params(project, tracking_uri):
     assert hooked["C"] == "0.3"
 
 
+@pytest.mark.slow
 def test_project_setting_kedro_mlflow_shape_is_logged_alike_by_the_hook_and_run_training(project, tracking_uri):
     (project / "conf" / "base" / "airflow_kedro_mlflow.yml").write_text(
         "params:\n  shape: kedro_mlflow\n  long_params_strategy: fail\n", encoding="utf-8"
@@ -113,6 +119,7 @@ def test_project_setting_kedro_mlflow_shape_is_logged_alike_by_the_hook_and_run_
     assert set(hooked) == {"C", "max_iter", "random_state", "test_size", "threshold"}
 
 
+@pytest.mark.slow
 def test_params_options_argument_wins_and_a_wrong_one_fails_in_settings(project, tracking_uri):
     from airflow_kedro_mlflow.exceptions import KedroProjectError
 
@@ -125,6 +132,7 @@ def test_params_options_argument_wins_and_a_wrong_one_fails_in_settings(project,
     assert "data_dir" in mlflow.MlflowClient(tracking_uri).get_run(trained.run_id).data.params
 
 
+@pytest.mark.slow
 def test_failing_training_marks_the_hook_run_failed_and_logs_no_model(project, tracking_uri):
     hook = PipelineMLHook(tracking_uri=tracking_uri, experiment_name="failing")
 

@@ -140,6 +140,7 @@ def test_broken_registry_is_reported_once_with_the_project(example_project: Path
         get_pipeline(example_project, "training")
 
 
+@pytest.mark.slow
 def test_each_copy_of_a_project_runs_its_own_code(example_project: Path, tmp_path: Path) -> None:
     other = tmp_path / "other" / "kedro_classifier"
     shutil.copytree(example_project, other)
@@ -157,6 +158,7 @@ def test_each_copy_of_a_project_runs_its_own_code(example_project: Path, tmp_pat
     assert get_pipeline(example_project, "inference").nodes == first.nodes
 
 
+@pytest.mark.slow
 def test_each_copy_of_a_project_gets_its_own_settings(example_project: Path, tmp_path: Path) -> None:
     """Kedro reads settings.py while bootstrapping: a copy bootstrapped after another must not keep the other's."""
     other = tmp_path / "other" / "kedro_classifier"

@@ -189,6 +189,7 @@ def test_log_model_kwargs_artifact_path_names_the_model_and_signature_none_drops
 # -- idempotency -------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_idempotency_key_reuses_the_model_and_version_of_an_earlier_try(trained_project, store, names):
     kwargs = {
         "tracking": store,
@@ -283,6 +284,7 @@ def test_training_result_local_artifacts_are_used_in_the_training_run(trained_pr
     pd.testing.assert_frame_equal(model.predict(data), expected_predictions(trained_project, data))
 
 
+@pytest.mark.slow
 def test_training_result_without_local_files_downloads_them_from_mlflow(tmp_path, trained_project, store, names):
     project = copy_project(tmp_path / "kedro_classifier")
     train(project)
@@ -297,6 +299,7 @@ def test_training_result_without_local_files_downloads_them_from_mlflow(tmp_path
     pd.testing.assert_frame_equal(model.predict(instances(project)), expected)
 
 
+@pytest.mark.slow
 def test_tampered_local_artifact_is_replaced_by_the_runs_copy(tmp_path, trained_project, store, names, caplog):
     project = copy_project(tmp_path / "kedro_classifier")
     train(project)
@@ -314,6 +317,7 @@ def test_tampered_local_artifact_is_replaced_by_the_runs_copy(tmp_path, trained_
     pd.testing.assert_frame_equal(model.predict(instances(project)), expected)
 
 
+@pytest.mark.slow
 def test_tampered_mlflow_copy_raises_integrity_error(tmp_path, trained_project, store, names):
     project = copy_project(tmp_path / "kedro_classifier")
     train(project)
@@ -488,6 +492,7 @@ def new_run(client, experiment_name: str):
     return run
 
 
+@pytest.mark.slow
 def test_a_second_model_of_the_same_name_in_a_run_is_refused_and_a_retry_reuses_its_own(trained_project, store, names):
     client = store.client()
     run = new_run(client, names["experiment_name"])

@@ -327,6 +327,7 @@ def test_bounded_sample_keeps_no_reference_to_the_input(wrap: Callable[[np.ndarr
 # -- a failing node ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_failing_node_is_named_the_run_failed_and_its_link_pushed_before_the_failure(
     example_project: Path, store: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -425,6 +426,7 @@ def _read_a_lookup_file_in_training_and_inference(project: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_artifacts_are_this_runs_versions_in_the_scratch_dir_and_only_unversioned_produced_ones_warn(
     example_project: Path, tmp_path: Path, store: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -553,6 +555,7 @@ def test_runner_instances_and_classes_are_accepted() -> None:
     assert isinstance(_resolve_runner(ThreadRunner, "kedro_classifier"), ThreadRunner)
 
 
+@pytest.mark.slow
 def test_a_retry_marks_the_run_its_killed_try_left_running_as_failed(example_project: Path, tracking_uri: str) -> None:
     """A SIGKILLed worker cannot end its run: the next try of the same task does, and leaves other runs alone.
 

@@ -28,6 +28,7 @@ def test_get_pipeline_of_an_open_session_does_not_bootstrap_the_project_again(ex
         assert get_pipeline(example_project, "training") is first
 
 
+@pytest.mark.slow
 def test_get_pipeline_bootstraps_again_when_kedro_was_pointed_at_another_copy(
     example_project: Path, tmp_path: Path
 ) -> None:

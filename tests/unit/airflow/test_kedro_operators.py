@@ -115,6 +115,7 @@ def test_training_returns_the_xcom_payload_and_tags_the_run(trained, client, pro
     assert "accuracy" in run.data.metrics
 
 
+@pytest.mark.slow
 def test_modelify_registers_once_per_dag_run_across_retries(trained, mlflow_conn, client):
     operator = KedroModelifyOperator(
         task_id="modelify",

@@ -82,6 +82,7 @@ def providers_manager():
     return ProvidersManager()
 
 
+@pytest.mark.slow
 def test_airflow_discovers_the_provider_hook_form_and_links(providers_manager):
     assert "airflow-kedro-mlflow" in providers_manager.providers
     from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime

@@ -80,6 +80,7 @@ def test_tracking_dataset_without_an_active_run_says_how_to_get_one(tracking_uri
     assert mlflow.MlflowClient().search_runs(["0"]) == []
 
 
+@pytest.mark.slow
 def test_registry_dataset_loads_by_alias_version_and_latest(tracking_uri):
     mlflow.set_tracking_uri(tracking_uri)
     with mlflow.start_run():

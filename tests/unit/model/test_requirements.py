@@ -21,6 +21,7 @@ def test_pins_kedro_kedro_datasets_and_mlflow_as_installed():
     ]
 
 
+@pytest.mark.slow
 def test_pins_a_project_installed_from_an_index():
     assert default_pip_requirements("sklearn")[-1] == f"scikit-learn=={metadata.version('scikit-learn')}"
 
