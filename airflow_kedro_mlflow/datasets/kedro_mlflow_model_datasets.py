@@ -23,7 +23,6 @@ kedro-mlflow itself ignores) is refused with the argument's name and what to use
 
 from __future__ import annotations
 
-import importlib
 import shutil
 from copy import deepcopy
 from pathlib import Path, PurePosixPath
@@ -31,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from kedro.io import AbstractVersionedDataset, DatasetError, Version
 
-from airflow_kedro_mlflow.datasets.mlflow_model_dataset import MlflowModelDataset
+from airflow_kedro_mlflow.datasets.mlflow_model_dataset import MlflowModelDataset, import_flavor
 from airflow_kedro_mlflow.datasets.tracking_run import START_A_RUN, refuse_unsupported
 
 if TYPE_CHECKING:
@@ -229,19 +228,7 @@ class MlflowModelLocalFileSystemDataset(AbstractVersionedDataset[Any, Any]):
                 "load_args": self._load_args, "save_args": self._save_args}  # fmt: skip
 
     def _flavor_module(self) -> ModuleType:
-        try:
-            module = importlib.import_module(self._flavor)
-        except ImportError as exc:
-            raise DatasetError(
-                f"MlflowModelLocalFileSystemDataset: flavor {self._flavor!r} cannot be imported ({exc}). Use an MLflow "
-                "flavor module such as 'mlflow.pyfunc' or 'mlflow.sklearn', and install what it needs."
-            ) from exc
-        if not (hasattr(module, "load_model") and hasattr(module, "save_model")):
-            raise DatasetError(
-                f"MlflowModelLocalFileSystemDataset: {self._flavor!r} is not an MLflow flavor (no save_model/"
-                "load_model); use e.g. 'mlflow.pyfunc' or 'mlflow.sklearn'."
-            )
-        return module
+        return import_flavor(self._flavor, "MlflowModelLocalFileSystemDataset", ("load_model", "save_model"))
 
 
 _REGISTRY_SAVE = (

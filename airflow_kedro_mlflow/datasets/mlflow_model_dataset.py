@@ -352,19 +352,7 @@ class MlflowModelDataset(AbstractDataset[Any, Any]):
         }
 
     def _flavor_module(self) -> ModuleType:
-        try:
-            module = importlib.import_module(self._flavor)
-        except ImportError as exc:
-            raise DatasetError(
-                f"MlflowModelDataset: flavor {self._flavor!r} cannot be imported ({exc}). Use an MLflow flavor "
-                "module such as 'mlflow.pyfunc' or 'mlflow.sklearn', and install what it needs."
-            ) from exc
-        if not (hasattr(module, "load_model") and hasattr(module, "log_model")):
-            raise DatasetError(
-                f"MlflowModelDataset: {self._flavor!r} is not an MLflow flavor (it has no load_model/log_model); use "
-                "e.g. 'mlflow.pyfunc' or 'mlflow.sklearn'."
-            )
-        return module
+        return import_flavor(self._flavor, "MlflowModelDataset", ("load_model", "log_model"))
 
     def _require_tracking(self, uri: str | None) -> None:
         """Refuse MLflow's implicit ``./mlflow.db``: a ``runs:/``/``models:/`` URI or a save needs a known server."""
@@ -417,3 +405,21 @@ def _project_package() -> str | None:
 def _lineage_tags(run: Run) -> dict[str, str]:
     """The run's lineage tags (Airflow task try, Kedro env/pipeline/session, git), for the model and its version."""
     return {key: value for key, value in run.data.tags.items() if key in LINEAGE_TAGS}
+
+
+def import_flavor(flavor: str, dataset_type: str, functions: tuple[str, ...]) -> ModuleType:
+    """Import an MLflow flavor module (``mlflow.sklearn``…) that has ``functions``, or raise a ``DatasetError``
+    naming the dataset type and the flavor."""
+    try:
+        module = importlib.import_module(flavor)
+    except ImportError as exc:
+        raise DatasetError(
+            f"{dataset_type}: flavor {flavor!r} cannot be imported ({exc}). Use an MLflow flavor module such as "
+            "'mlflow.pyfunc' or 'mlflow.sklearn', and install what it needs."
+        ) from exc
+    if not all(hasattr(module, name) for name in functions):
+        raise DatasetError(
+            f"{dataset_type}: {flavor!r} is not an MLflow flavor (it has no {'/'.join(functions)}); use e.g. "
+            "'mlflow.pyfunc' or 'mlflow.sklearn'."
+        )
+    return module
