@@ -83,7 +83,7 @@ with DAG("{ARTIFACTS_DAG}", schedule=None, render_template_as_native_obj=True):
         task_id="modelify_without_local_files",
         training_task_id="train",
         registered_model_name="akm_no_shared_disk",
-        log_model_kwargs={"name": "no_shared_disk"},  # the training run holds modelify_tampered's "model" already
+        log_model_kwargs={{"name": "no_shared_disk"}},  # the training run holds modelify_tampered's "model" already
     )
     train >> tamper >> modelify_tampered >> remove >> modelify_remote
 '''
