@@ -127,7 +127,11 @@ def test_training_in_a_virtualenv_gives_the_in_process_xcom_then_modelify_in_eit
     for task_id, mode in (("modelify_in_process", None), ("modelify_in_venv", execution)):
         modelify_ti = RecordingTaskInstance(task_id=task_id, xcoms=ti.xcoms)
         result = KedroModelifyOperator(
-            task_id=task_id, training_task_id="train", registered_model_name=task_id, execution=mode
+            task_id=task_id,
+            training_task_id="train",
+            registered_model_name=task_id,
+            log_model_kwargs={"name": task_id},  # two models of one training run: one name each
+            execution=mode,
         ).execute(make_context(modelify_ti))
         assert (result["run_id"], result["model_uri"]) == (payload["run_id"], f"models:/{task_id}/1")
         assert result["model_version_url"].startswith(mlflow_auth_server.uri)
