@@ -115,6 +115,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--tag", dest="mlflow_tags", action="append", default=[], metavar="KEY=VALUE", help="MLflow tag; repeatable"
     )
     tracking.add_argument(
+        "--parent-run-tag",
+        dest="parent_run_tags",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="make the run one trial of a sweep: nested under the one parent run with these tags (created when "
+        "missing); repeatable",
+    )
+    tracking.add_argument(
         "--params-shape",
         choices=SHAPES,
         help="how Kedro params are logged: flatten (one param per leaf, default) or kedro_mlflow (one per params: "
@@ -248,7 +257,52 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_tracking_flags(promote)
     _add_output_flags(promote)
+    _add_score_command(commands)
     return parser
+
+
+def _add_score_command(commands: Any) -> None:
+    """Add ``score``: the flags of :func:`airflow_kedro_mlflow.scoring.score_batch`, named as the operator's."""
+    score = commands.add_parser(
+        "score",
+        help="score a table with a registered MLflow model, chunk by chunk (or on Spark)",
+        description=(
+            "Resolve --model-uri once to a concrete version, score the input (a path with a format, or a Kedro "
+            "catalog dataset) in chunks, and write its columns plus the predictions to the output: through a "
+            "temporary sibling moved into place, with the model version, its run and the row count recorded next to "
+            "it. An existing output written by another caller (another --task-identity) is refused without "
+            "--overwrite. This is what MlflowBatchPredictOperator runs."
+        ),
+    )
+    data = score.add_argument_group("data")
+    data.add_argument("--model-uri", required=True, help="models:/<name>@<alias>, models:/<name>/<version>, runs:/…")
+    source = data.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input-path", help="fsspec path or URL of the table to score")
+    source.add_argument("--input-dataset", help="catalog dataset of --project-path to score")
+    data.add_argument("--input-format", help="parquet, csv or jsonl (default: from the suffix)")
+    target = data.add_mutually_exclusive_group(required=True)
+    target.add_argument("--output-path", help="fsspec path or URL of the scored table")
+    target.add_argument("--output-dataset", help="catalog dataset (unversioned pandas parquet or CSV) to write")
+    data.add_argument("--output-format", help="parquet, csv or jsonl (default: from the suffix)")
+    data.add_argument("--project-path", help="Kedro project whose catalog defines the datasets")
+    data.add_argument("--env", help="Kedro configuration environment of that catalog")
+    data.add_argument("--conf-source", help="Kedro configuration directory or archive (default: conf/)")
+    run = score.add_argument_group("scoring")
+    run.add_argument("--engine", choices=("pandas", "spark"), default="pandas", help="default: pandas")
+    run.add_argument("--chunk-size", type=int, default=100_000, help="rows per chunk (default: 100000)")
+    run.add_argument("--predict-params-json", metavar="JSON", help='model params, e.g. {"threshold": 0.7}')
+    run.add_argument(
+        "--task-identity",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="who owns the output (e.g. airflow.dag_id=…); a call with the same identity overwrites it; repeatable",
+    )
+    run.add_argument("--overwrite", action="store_true", help="replace an existing output whoever wrote it")
+    run.add_argument("--spark-master", default="local[2]", help="Spark master URL (default: local[2])")
+    run.add_argument("--spark-result-type", help="Spark type of the model's output, e.g. 'probability double'")
+    _add_tracking_flags(score)
+    _add_output_flags(score)
 
 
 def _add_project_flags(
@@ -428,6 +482,7 @@ def _train(args: argparse.Namespace) -> CommandResult:
         run_name=args.run_name,
         run_id=args.run_id,
         mlflow_tags=_parse_key_values(args.mlflow_tags, "--tag") or None,
+        parent_run_tags=_parse_key_values(args.parent_run_tags, "--parent-run-tag") or None,
         runner=args.runner,
         tags=_joined(args.tags),
         node_names=_joined(args.node_names),
@@ -505,10 +560,40 @@ def _promote(args: argparse.Namespace) -> CommandResult:
     return decision.to_xcom(), summary
 
 
+def _score(args: argparse.Namespace) -> CommandResult:
+    from airflow_kedro_mlflow.scoring import DatasetLocation, PathLocation, score_batch
+
+    def location(path: str | None, dataset: str | None, format: str | None) -> PathLocation | DatasetLocation:
+        if path is not None:
+            return PathLocation(path, format)
+        if not args.project_path:
+            raise CliUsageError("--input-dataset/--output-dataset need --project-path (the Kedro project)")
+        return DatasetLocation(str(dataset), args.project_path, env=args.env, conf_source=args.conf_source)
+
+    result = score_batch(
+        args.model_uri,
+        location(args.input_path, args.input_dataset, args.input_format),
+        location(args.output_path, args.output_dataset, args.output_format),
+        tracking=tracking_config(args.tracking_uri, args.registry_uri, ui_url=args.ui_url),
+        engine=args.engine,
+        chunk_size=args.chunk_size,
+        params=_json_object(args.predict_params_json, "--predict-params-json"),
+        task_identity=_parse_key_values(args.task_identity, "--task-identity") or None,
+        overwrite=args.overwrite,
+        spark_master=args.spark_master,
+        spark_result_type=args.spark_result_type,
+    )
+    summary = (
+        f"Scored {result.rows} rows with {result.model_uri} (from {result.requested_model_uri}) into {result.output}"
+    )
+    return result.to_xcom(), summary
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace], CommandResult]] = {
     "train": _train,
     "modelify": _modelify,
     "promote": _promote,
+    "score": _score,
 }
 
 

@@ -77,3 +77,23 @@ class TrainingXComError(XComPayloadError):
 
 class PromotionError(AirflowKedroMlflowError, ValueError):
     """A model version cannot be compared with the champion (metric missing, version unknown)."""
+
+
+class SweepError(AirflowKedroMlflowError):
+    """No training of a sweep (a mapped training task) can be selected: every child failed, none logged the metric,
+    or a candidate run is not one of the sweep's."""
+
+
+class ModelUriError(AirflowKedroMlflowError, ValueError):
+    """A model URI cannot be resolved to one model: malformed, or no such registered model, version, alias,
+    logged model or run on the tracking server."""
+
+
+class ScoringInputError(AirflowKedroMlflowError, ValueError):
+    """A batch-scoring input cannot be scored as given: unknown format or dataset, or columns the model's signature
+    requires are missing."""
+
+
+class ScoringOutputError(AirflowKedroMlflowError, ValueError):
+    """A batch-scoring output cannot be written as asked: unknown format or dataset type, or it already exists and was
+    written by another task (another DAG run) and ``overwrite`` was not given."""

@@ -34,7 +34,10 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "operators": [
             {"integration-name": "Kedro", "python-modules": ["airflow_kedro_mlflow.operators.kedro"]},
-            {"integration-name": "MLflow", "python-modules": ["airflow_kedro_mlflow.operators.mlflow"]},
+            {
+                "integration-name": "MLflow",
+                "python-modules": ["airflow_kedro_mlflow.operators.mlflow", "airflow_kedro_mlflow.operators.scoring"],
+            },
         ],
         "hooks": [
             {"integration-name": "MLflow", "python-modules": ["airflow_kedro_mlflow.hooks.mlflow"]},
@@ -107,5 +110,13 @@ def get_provider_info() -> dict[str, Any]:
         "extra-links": [
             "airflow_kedro_mlflow.links.mlflow.MlflowRunLink",
             "airflow_kedro_mlflow.links.mlflow.MlflowModelVersionLink",
+        ],
+        # One asset per registered model alias: mlflow-model://<host>:<port>/<name>@<alias> (see the module).
+        "asset-uris": [
+            {
+                "schemes": ["mlflow-model"],
+                "handler": "airflow_kedro_mlflow.assets.sanitize_uri",
+                "factory": "airflow_kedro_mlflow.assets.create_asset",
+            }
         ],
     }

@@ -47,6 +47,20 @@ class ArtifactRecord:
 
 
 @dataclass
+class DatasetRecord:
+    """A catalog dataset the training run read or wrote, where it lives: for data lineage (OpenLineage).
+
+    :param name: the Kedro catalog name.
+    :param location: absolute local path or URL (``s3://bucket/key``), never with credentials or a query string.
+    :param version: the Kedro version of a versioned dataset, when known without I/O; else None.
+    """
+
+    name: str
+    location: str
+    version: str | None = None
+
+
+@dataclass
 class TrainingResult:
     """Result of :func:`airflow_kedro_mlflow.training.run_training`; ``to_xcom()`` is the training task's XCom."""
 
@@ -62,6 +76,9 @@ class TrainingResult:
     artifacts: dict[str, ArtifactRecord] = field(default_factory=dict)
     signature: dict[str, Any] | None = None
     run_url: str | None = None
+    #: ``{"inputs": [...], "outputs": [...]}``: the catalog datasets with a location that the run read (free inputs)
+    #: and wrote; None from a training that predates it.
+    datasets: dict[str, list[DatasetRecord]] | None = None
 
     @property
     def spec(self) -> KedroRunSpec:
@@ -118,6 +135,7 @@ class TrainingResult:
             values[key] = _check(key, payload.get(key), kinds, optional)
         values["runtime_params"] = dict(values["runtime_params"] or {})
         values["artifacts"] = _artifacts(values["artifacts"])
+        values["datasets"] = _datasets(values["datasets"])
         return cls(**values)
 
 
@@ -137,6 +155,7 @@ _REQUIRED: dict[str, tuple[tuple[type, ...], bool]] = {
 _OPTIONAL: dict[str, tuple[tuple[type, ...], bool]] = {
     "signature": ((Mapping,), True),
     "run_url": ((str,), True),
+    "datasets": ((Mapping,), True),
 }
 
 
@@ -171,6 +190,32 @@ def _artifacts(raw: Mapping[str, Any]) -> dict[str, ArtifactRecord]:
             )
         records[str(name)] = ArtifactRecord(path=path, uri=uri, sha256=sha256)
     return records
+
+
+def _datasets(raw: Mapping[str, Any] | None) -> dict[str, list[DatasetRecord]] | None:
+    if raw is None:
+        return None
+    datasets: dict[str, list[DatasetRecord]] = {}
+    for direction in ("inputs", "outputs"):
+        entries = raw.get(direction) or []
+        if not isinstance(entries, list):
+            raise TrainingXComError(
+                f"The training XCom key datasets[{direction!r}] should be a list, got {type(entries).__name__} "
+                f"{_short(entries)}. {_HINT}"
+            )
+        locations = []
+        for index, entry in enumerate(entries):
+            where = f"datasets[{direction!r}][{index}]"
+            if not isinstance(entry, Mapping):
+                raise TrainingXComError(
+                    f"The training XCom key {where} should be a dict with name, location and version, got "
+                    f"{type(entry).__name__} {_short(entry)}. {_HINT}"
+                )
+            name, location = (_check(f"{where}.{key}", entry.get(key), (str,), False) for key in ("name", "location"))
+            version = _check(f"{where}.version", entry.get("version"), (str,), True)
+            locations.append(DatasetRecord(name=name, location=location, version=version))
+        datasets[direction] = locations
+    return datasets
 
 
 def _short(value: Any, limit: int = 80) -> str:

@@ -59,6 +59,7 @@ def train_command(
     to_nodes: Iterable[str] | str | None = None,
     load_versions: Mapping[str, str] | None = None,
     params_options: Mapping[str, str] | None = None,
+    parent_run_tags: Mapping[str, str] | None = None,
 ) -> list[str]:
     """The ``train`` arguments (after ``airflow-kedro-mlflow``) for :func:`run_training`'s arguments.
 
@@ -74,6 +75,7 @@ def train_command(
     argv += _optional(("--experiment-name", experiment_name), ("--run-name", run_name), ("--run-id", run_id),
                       ("--runner", runner))  # fmt: skip
     argv += _key_values("--tag", mlflow_tags)
+    argv += _key_values("--parent-run-tag", parent_run_tags)
     for flag, value in (("--tags", tags), ("--node-names", node_names), ("--from-nodes", from_nodes),
                         ("--to-nodes", to_nodes)):  # fmt: skip
         argv += _names(flag, value)

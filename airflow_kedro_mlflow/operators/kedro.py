@@ -13,13 +13,12 @@ through the ``airflow-kedro-mlflow`` CLI in a child process and returns the same
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowTaskTerminated
 
+from airflow_kedro_mlflow.assets import add_model_alias_outlet, emit_model_alias_events
 from airflow_kedro_mlflow.exceptions import KedroProjectError, ModelRegistrationError, TrainingXComError
 from airflow_kedro_mlflow.execution import Execution, resolve_execution
 from airflow_kedro_mlflow.hooks.mlflow import MlflowHook
@@ -30,6 +29,9 @@ from airflow_kedro_mlflow.links.mlflow import (
     MlflowModelVersionLink,
     MlflowRunLink,
 )
+from airflow_kedro_mlflow.openlineage import OpenLineageMixin, modelify_lineage, training_lineage
+from airflow_kedro_mlflow.operators.interruptible import InterruptibleMixin
+from airflow_kedro_mlflow.tracking.sweeps import sweep_identity
 from airflow_kedro_mlflow.tracking.tags import (
     DAG_ID_TAG,
     DAG_RUN_ID_TAG,
@@ -69,19 +71,18 @@ def lineage_tags(context: Context) -> dict[str, str]:
     }
 
 
-class _KedroTaskOperator(BaseOperator):
+class _KedroTaskOperator(InterruptibleMixin, OpenLineageMixin, BaseOperator):
     """Common part of the Kedro operators: the connection, the execution mode, and interrupting the run on kill.
 
-    ``on_kill`` (called from Airflow's SIGTERM handler in the main thread) raises :class:`AirflowTaskTerminated`
-    into the running code. In-process, that code is Kedro's run: the exception is a ``BaseException``, so Kedro's
-    node error handling lets it through and the core marks the MLflow run failed on its way out. In a virtualenv, it
-    is the loop streaming the child's log: on its way out it stops the child's process group (SIGTERM, which the CLI
-    raises into its run, then SIGKILL) and marks the run FAILED if the child could not. Outside ``execute`` (e.g.
-    after a timeout already unwound it) ``on_kill`` does nothing.
+    ``on_kill`` raises into the running code (:class:`~airflow_kedro_mlflow.operators.interruptible.
+    InterruptibleMixin`). In-process, that code is Kedro's run, and the core marks the MLflow run failed on its way
+    out. In a virtualenv, it is the loop streaming the child's log: on its way out it stops the child's process group
+    (SIGTERM, which the CLI raises into its run, then SIGKILL) and marks the run FAILED if the child could not.
     """
 
     operator_extra_links: tuple[BaseOperatorLink, ...] = (MlflowRunLink(),)
     ui_color = "#ffc900"
+    killed_while = "running Kedro; its MLflow run is marked failed."
 
     def __init__(
         self,
@@ -93,23 +94,6 @@ class _KedroTaskOperator(BaseOperator):
         super().__init__(**kwargs)
         self.mlflow_conn_id = mlflow_conn_id
         self.execution = resolve_execution(execution)
-        self._executing = False
-
-    @contextmanager
-    def _interruptible(self) -> Iterator[None]:
-        self._executing = True
-        try:
-            yield
-        finally:
-            self._executing = False
-
-    def on_kill(self) -> None:
-        """Interrupt the Kedro run in progress so the MLflow run ends as failed rather than left running."""
-        if self._executing:
-            self._executing = False
-            raise AirflowTaskTerminated(
-                f"task {self.task_id!r} was killed while running Kedro; its MLflow run is marked failed."
-            )
 
 
 class KedroTrainingOperator(_KedroTaskOperator):
@@ -133,6 +117,9 @@ class KedroTrainingOperator(_KedroTaskOperator):
         (templated)
     :param experiment_name: MLflow experiment; the Kedro project's package name when None. (templated)
     :param run_name: MLflow run name. (templated)
+    :param run_id: train inside this existing MLflow run instead of a new one, so several tasks (or a task and the
+        code that started the run) log into one run, e.g. ``"{{ ti.xcom_pull(task_ids='prepare', key='run_id') }}"``.
+        The run is resumed and ended FINISHED (or FAILED) by this task. (templated)
     :param mlflow_tags: extra MLflow tags for the run, next to the ``airflow.*`` lineage tags. (templated)
     :param runner: Kedro runner class name or import path, e.g. ``ThreadRunner``. (templated)
     :param tags: Kedro node tags to run (a filter, not MLflow tags). (templated)
@@ -149,6 +136,10 @@ class KedroTrainingOperator(_KedroTaskOperator):
         ``VirtualenvExecution(python=...)`` / ``VirtualenvExecution(requirements=...)`` (the project's own
         environment, without Airflow) or ``KubernetesExecution(image=...)`` (a pod of the project's image).
         Same XCom in every mode.
+
+    A sweep is this operator mapped over hyper-parameters, ``KedroTrainingOperator.partial(...).expand(
+    runtime_params=[...])``: each map index trains in its own run, nested under one parent run per DAG run (see
+    :mod:`airflow_kedro_mlflow.tracking.sweeps`), and ``KedroModelifyOperator(select_best_by=...)`` builds the best.
     """
 
     template_fields: Sequence[str] = (
@@ -159,6 +150,7 @@ class KedroTrainingOperator(_KedroTaskOperator):
         "runtime_params",
         "experiment_name",
         "run_name",
+        "run_id",
         "mlflow_tags",
         "runner",
         "tags",
@@ -185,6 +177,7 @@ class KedroTrainingOperator(_KedroTaskOperator):
         runtime_params: dict[str, Any] | None = None,
         experiment_name: str | None = None,
         run_name: str | None = None,
+        run_id: str | None = None,
         mlflow_tags: dict[str, str] | None = None,
         runner: str | None = None,
         tags: Sequence[str] | None = None,
@@ -206,6 +199,7 @@ class KedroTrainingOperator(_KedroTaskOperator):
         self.runtime_params = runtime_params or {}
         self.experiment_name = experiment_name
         self.run_name = run_name
+        self.run_id = run_id
         self.mlflow_tags = mlflow_tags or {}
         self.runner = runner
         self.tags = tags
@@ -232,13 +226,16 @@ class KedroTrainingOperator(_KedroTaskOperator):
             if run_url:
                 ti.xcom_push(key=MLFLOW_RUN_URL_KEY, value=run_url)
 
+        tags = lineage_tags(context)
         with self._interruptible():
             result = self.execution.train(
                 spec,
                 tracking=tracking,
                 experiment_name=self.experiment_name or None,
                 run_name=self.run_name or None,
-                mlflow_tags={**(_as_dict(self.mlflow_tags, "mlflow_tags") or {}), **lineage_tags(context)},
+                run_id=self.run_id or None,
+                mlflow_tags={**(_as_dict(self.mlflow_tags, "mlflow_tags") or {}), **tags},
+                parent_run_tags=_sweep_identity(tags),
                 runner=self.runner or None,
                 tags=self.tags,
                 node_names=self.node_names,
@@ -249,6 +246,7 @@ class KedroTrainingOperator(_KedroTaskOperator):
                 on_run_start=publish_run,
                 **_airflow_context(self.execution, context),
             )
+        self._record_lineage(training_lineage, result)  # the catalog datasets read and written, the MLflow run
         return result.to_xcom()
 
 
@@ -272,12 +270,20 @@ class KedroModelifyOperator(_KedroTaskOperator):
     :param run_name: MLflow run name, when a new run is started. (templated)
     :param experiment_name: MLflow experiment, when a new run is started. (templated)
     :param registered_model_name: register a version under this name; None logs the model only. (templated)
-    :param aliases: aliases to set on the new version, e.g. ``["challenger"]``. (templated)
+    :param aliases: aliases to set on the new version, e.g. ``["challenger"]``; each alias moved emits an event of
+        the Airflow asset ``mlflow-model://…/<name>@<alias>`` (:mod:`airflow_kedro_mlflow.assets`). (templated)
     :param log_model_kwargs: extra ``mlflow.pyfunc.log_model`` arguments, e.g. ``{"signature": "auto"}``.
         (templated)
     :param copy_mode: how the model hands datasets between nodes: a mode or a ``{dataset: mode}`` dict.
         (templated)
     :param mlflow_tags: extra MLflow tags for the run and version, next to the lineage tags. (templated)
+    :param select_best_by: when the training task is a sweep (mapped), build the model of its best training: the
+        finished run with the best value of this MLflow metric (see :func:`~airflow_kedro_mlflow.tracking.sweeps.
+        best_run`). The trigger rule then defaults to ``all_done``, so failed trials do not stop the best one, and a
+        sweep whose every trial failed fails this task with :class:`~airflow_kedro_mlflow.exceptions.SweepError`.
+        (templated)
+    :param greater_is_better: with ``select_best_by``: True when a higher metric is better (accuracy), False when
+        lower is (rmse).
     :param mlflow_conn_id: Airflow connection of type ``mlflow``; must point to the training task's server.
     :param execution: where the model is built: in the task process (None, the default) or in the project's own
         environment (``VirtualenvExecution(...)``), independently of where training ran.
@@ -298,6 +304,7 @@ class KedroModelifyOperator(_KedroTaskOperator):
         "log_model_kwargs",
         "copy_mode",
         "mlflow_tags",
+        "select_best_by",
     )
     template_fields_renderers = {"runtime_params": "json", "log_model_kwargs": "json", "mlflow_tags": "json"}
     operator_extra_links = (MlflowRunLink(), MlflowModelVersionLink())
@@ -320,11 +327,20 @@ class KedroModelifyOperator(_KedroTaskOperator):
         log_model_kwargs: dict[str, Any] | None = None,
         copy_mode: str | dict[str, str] | None = None,
         mlflow_tags: dict[str, str] | None = None,
+        select_best_by: str | None = None,
+        greater_is_better: bool = True,
         mlflow_conn_id: str = MlflowHook.default_conn_name,
         execution: Execution | None = None,
         **kwargs: Any,
     ) -> None:
+        if select_best_by:
+            kwargs.setdefault("trigger_rule", "all_done")
         super().__init__(mlflow_conn_id=mlflow_conn_id, execution=execution, **kwargs)
+        if select_best_by and training_task_id is None:
+            raise TrainingXComError(
+                f"KedroModelifyOperator {self.task_id!r} has select_best_by={select_best_by!r} but no "
+                "training_task_id: pass the id of the mapped KedroTrainingOperator task whose best training to build."
+            )
         if training_task_id is None and project_path is None:
             raise KedroProjectError(
                 f"KedroModelifyOperator {self.task_id!r} needs to know what to modelify: pass training_task_id "
@@ -345,10 +361,13 @@ class KedroModelifyOperator(_KedroTaskOperator):
         self.log_model_kwargs = log_model_kwargs
         self.copy_mode = copy_mode
         self.mlflow_tags = mlflow_tags or {}
+        self.select_best_by = select_best_by
+        self.greater_is_better = greater_is_better
+        add_model_alias_outlet(self)  # the alias outlet its model events go through (see the assets module)
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Build the model from the training run's artifacts, log or register it once, and return where it is."""
-        training = self._training_result(context)
+        training = self._best_training(context) if self.select_best_by else self._training_result(context)
         tracking = MlflowHook(self.mlflow_conn_id).get_tracking_config()
         tags = lineage_tags(context)
         with self._interruptible():
@@ -379,6 +398,18 @@ class KedroModelifyOperator(_KedroTaskOperator):
             ti.xcom_push(key=MLFLOW_RUN_URL_KEY, value=result.run_url)
         if result.model_version_url:
             ti.xcom_push(key=MLFLOW_MODEL_VERSION_URL_KEY, value=result.model_version_url)
+        if result.registered_model_name and result.version:
+            # A reused version is an earlier try's: its aliases moved then, announced unless that try failed.
+            emit_model_alias_events(
+                context,
+                tracking,
+                result.registered_model_name,
+                result.version,
+                result.aliases,
+                moved_now=not result.reused,
+                run_id=result.run_id,
+            )
+        self._record_lineage(modelify_lineage, result, tracking.public_uri)  # training run -> model (version)
         return result.to_xcom()
 
     def _training_result(self, context: Context) -> TrainingResult | None:
@@ -401,8 +432,9 @@ class KedroModelifyOperator(_KedroTaskOperator):
         if training_mapped and isinstance(payload, list):
             raise TrainingXComError(
                 f"training task {self.training_task_id!r} is mapped ({len(payload)} results), so task "
-                f"{self.task_id!r} cannot tell which training to modelify. Map it over the training task's output "
-                f"too: KedroModelifyOperator.partial(task_id={self.task_id!r}, training_task_id="
+                f"{self.task_id!r} cannot tell which training to modelify. Build the best one with "
+                "select_best_by='<metric>', or map this task over the training task's output too: "
+                f"KedroModelifyOperator.partial(task_id={self.task_id!r}, training_task_id="
                 f"{self.training_task_id!r}, ...).expand(run_id=train.output.map(run_id_of)), where "
                 "run_id_of(result) returns result['run_id']."
             )
@@ -413,6 +445,48 @@ class KedroModelifyOperator(_KedroTaskOperator):
                 "project_path and run_id explicitly and training_task_id=None."
             )
         training = TrainingResult.from_xcom(payload)
+        self._check_training_project(training)
+        return training
+
+    def _best_training(self, context: Context) -> TrainingResult:
+        """Return the result of the sweep's training whose run has the best ``select_best_by`` metric.
+
+        The candidates are the results the mapped training task published (failed trials publish none); which one
+        wins is decided by the metrics on the tracking server, and every candidate run must carry the training
+        task's identity tags, so a changed XCom cannot slip in a run from elsewhere.
+        """
+        from airflow_kedro_mlflow.exceptions import SweepError
+        from airflow_kedro_mlflow.tracking.sweeps import best_run
+        from airflow_kedro_mlflow.training_result import TrainingResult
+
+        assert self.training_task_id is not None  # checked in __init__
+        ti = context["ti"]
+        if not self._is_mapped_upstream(self.training_task_id):
+            raise TrainingXComError(
+                f"select_best_by picks the best training of a sweep, but training task {self.training_task_id!r} is "
+                "not mapped. Map it (KedroTrainingOperator.partial(...).expand(runtime_params=[...])), or drop "
+                "select_best_by to build its one training."
+            )
+        payload = ti.xcom_pull(task_ids=self.training_task_id, key=RESULT_KEY)
+        # Airflow returns the one value itself when only one map index published a result.
+        published = payload if isinstance(payload, list) else [payload]
+        candidates = [TrainingResult.from_xcom(item) for item in published if item is not None]
+        if not candidates:
+            raise SweepError(
+                f"every training of sweep {self.training_task_id!r} failed in dag run {ti.run_id!r}, so there is no "
+                "model to build. See the failed map indexes' logs, fix the cause, and clear them."
+            )
+        identity = {DAG_ID_TAG: ti.dag_id, DAG_RUN_ID_TAG: ti.run_id, TASK_ID_TAG: self.training_task_id}
+        tracking = MlflowHook(self.mlflow_conn_id).get_tracking_config()
+        with tracking.activate():
+            run, _ = best_run(
+                tracking.client(),
+                [candidate.run_id for candidate in candidates],
+                str(self.select_best_by),
+                greater_is_better=self.greater_is_better,
+                identity=identity,
+            )
+        training = next(candidate for candidate in candidates if candidate.run_id == run.info.run_id)
         self._check_training_project(training)
         return training
 
@@ -450,6 +524,11 @@ class KedroModelifyOperator(_KedroTaskOperator):
         if dag is None or not dag.has_task(task_id):
             return False
         return bool(dag.get_task(task_id).is_mapped)
+
+
+def _sweep_identity(tags: Mapping[str, str]) -> dict[str, str] | None:
+    """The sweep a mapped training task's run belongs to (dag, dag run, task), None for an unmapped task."""
+    return None if tags[MAP_INDEX_TAG] == "-1" else sweep_identity(tags)
 
 
 def _airflow_context(execution: Execution, context: Context) -> dict[str, Any]:

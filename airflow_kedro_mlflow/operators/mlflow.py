@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_kedro_mlflow.assets import add_model_alias_outlet, emit_model_alias_events
 from airflow_kedro_mlflow.exceptions import PromotionError, XComPayloadError
 from airflow_kedro_mlflow.hooks.mlflow import MlflowHook
 from airflow_kedro_mlflow.links.mlflow import MLFLOW_MODEL_VERSION_URL_KEY, MlflowModelVersionLink
+from airflow_kedro_mlflow.openlineage import OpenLineageMixin, promotion_lineage
 
 # Public names of the promotion core, importable from here as before the core had its own module.
 from airflow_kedro_mlflow.promotion import (  # noqa: F401
@@ -36,13 +38,17 @@ logger = logging.getLogger(__name__)
 DECISION_KEY = "decision"
 
 
-class MlflowPromoteModelOperator(BaseOperator):
+class MlflowPromoteModelOperator(OpenLineageMixin, BaseOperator):
     """Move the ``champion`` alias to a model version when its metric is better than the current champion's.
 
     The new version's metric is read from its source run (the training run the model was logged in). Rules: no
     champion yet -> promote; strictly better -> promote; a tie or worse -> keep the champion; a champion whose run
     lacks the metric loses, with a warning and the reason in the ``promotion.reason`` tag. Re-running the task after
     it promoted finds the version already champion and changes nothing.
+
+    When the alias moves, the task emits an event of the Airflow asset of ``<name>@<alias>``
+    (:func:`~airflow_kedro_mlflow.assets.mlflow_model_asset`), so DAGs scheduled on it run with the new version; a
+    kept champion emits nothing.
 
     :param metric: name of the MLflow metric to compare, e.g. ``accuracy``. (templated)
     :param registered_model_name: registered model; taken from ``modelify_task_id``'s XCom when None. (templated)
@@ -82,6 +88,7 @@ class MlflowPromoteModelOperator(BaseOperator):
         self.greater_is_better = greater_is_better
         self.alias = alias
         self.mlflow_conn_id = mlflow_conn_id
+        add_model_alias_outlet(self)  # the alias outlet its model events go through (see the assets module)
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Compare, move the alias when the new version wins, tag the version, and return the decision."""
@@ -101,6 +108,10 @@ class MlflowPromoteModelOperator(BaseOperator):
         ti = context["ti"]
         ti.xcom_push(key=DECISION_KEY, value=decision.decision)
         ti.xcom_push(key=MLFLOW_MODEL_VERSION_URL_KEY, value=tracking.model_version_url(name, version))
+        # A retry finding its version already champion announces the move of an earlier try that failed after it.
+        if decision.alias_moved or (decision.decision == ALREADY_CHAMPION and ti.try_number > 1):
+            emit_model_alias_events(context, tracking, name, version, [self.alias], moved_now=decision.alias_moved)
+        self._record_lineage(promotion_lineage, decision, tracking.public_uri)  # version -> alias, when it moved
         return decision.to_xcom()
 
     def _model_version(self, context: Context) -> tuple[str, str]:

@@ -30,9 +30,11 @@ from airflow_kedro_mlflow.kedro_project import (
 )
 from airflow_kedro_mlflow.tracking.params import ParamsOptions, project_params_options
 from airflow_kedro_mlflow.tracking.runs import fail_superseded_runs, get_or_create_experiment, run_scope
+from airflow_kedro_mlflow.tracking.sweeps import PARENT_RUN_ID_TAG, sweep_parent_run, sweep_trial
 from airflow_kedro_mlflow.tracking.tags import git_tags, lineage_tags
 from airflow_kedro_mlflow.training.artifacts import check_artifacts_declared, record_artifacts
 from airflow_kedro_mlflow.training.controls import check_filters, names, resolve_runner
+from airflow_kedro_mlflow.training.lineage import LineageRecorder
 from airflow_kedro_mlflow.training.observer import RunObserver
 from airflow_kedro_mlflow.training_result import ArtifactRecord, TrainingResult
 
@@ -66,6 +68,7 @@ def run_training(
     load_versions: Mapping[str, str] | None = None,
     on_run_start: Callable[[str, str | None], None] | None = None,
     params_options: ParamsOptions | Mapping[str, Any] | None = None,
+    parent_run_tags: Mapping[str, str] | None = None,
 ) -> TrainingResult:
     """Run ``pipeline_name`` of the Kedro project at ``project_path`` in an MLflow run; return the training XCom.
 
@@ -98,6 +101,9 @@ def run_training(
         runs, so a caller can link to a run that later fails (the operator pushes its extra link there).
     :param params_options: how Kedro params are logged (``{"shape": "kedro_mlflow", "long_params_strategy": "tag"}``),
         over the project's ``conf/<env>/airflow_kedro_mlflow.yml``; see :mod:`airflow_kedro_mlflow.tracking.params`.
+    :param parent_run_tags: make the new run one trial of a sweep: a nested run of the one parent run carrying these
+        tags (the sweep's identity, :data:`~airflow_kedro_mlflow.tracking.sweeps.SWEEP_IDENTITY_TAGS`), created when
+        missing and settled (RUNNING, FINISHED or FAILED) after this run ends. Ignored with ``run_id``.
     :raises MlflowConnectionError: the tracking server refuses the credentials.
     :raises MlflowServerUnavailableError: the tracking server cannot be reached.
     :raises KedroProjectError: not a Kedro project, unknown env/pipeline/node/runner, or ``ParallelRunner``.
@@ -150,11 +156,17 @@ def run_training(
                                     pipeline_name=spec.pipeline_name, session_id=session.session_id)  # fmt: skip
             client = tracking.client()
             experiment_id = None
+            parent = None
             if run_id is None:
                 experiment_id = get_or_create_experiment(client, experiment_name or package_name)
                 fail_superseded_runs(client, experiment_id, run_tags)
-            with run_scope(client, run_id=run_id, experiment_id=experiment_id,
-                           run_name=run_name or spec.pipeline_name, tags=run_tags) as run:  # fmt: skip
+                if parent_run_tags:
+                    parent = sweep_parent_run(client, experiment_id, parent_run_tags, tags=run_tags,
+                                              run_name=f"{run_name or spec.pipeline_name} sweep")  # fmt: skip
+                    run_tags[PARENT_RUN_ID_TAG] = parent.info.run_id
+            scope = run_scope(client, run_id=run_id, experiment_id=experiment_id,
+                              run_name=run_name or spec.pipeline_name, tags=run_tags)  # fmt: skip
+            with sweep_trial(client, parent), scope as run:
                 active_run_id = run.info.run_id
                 run_url = tracking.run_url(run.info.experiment_id, active_run_id)
                 logger.info(
@@ -168,6 +180,7 @@ def run_training(
                 if on_run_start is not None:
                     on_run_start(active_run_id, run_url)
                 observer = RunObserver(tracking, _active_run(), input_name=input_name, params_options=params)
+                lineage = LineageRecorder.register(session, load_versions)
                 _run_pipeline(session, observer, pipeline_name=spec.pipeline_name, runner=runner_obj,
                               filters=filters, load_versions=load_versions)  # fmt: skip
                 artifacts: dict[str, ArtifactRecord] = {}
@@ -191,6 +204,7 @@ def run_training(
                 artifacts=artifacts,
                 signature=signature,
                 run_url=run_url,
+                datasets=lineage.datasets(),
             )
 
 

@@ -290,10 +290,13 @@ class AirflowDeployment:
             f" last seen {ti.get('state')!r} try {ti.get('try_number')}\n{self.diagnostics()}"
         )
 
-    def xcom(self, dag_id: str, dag_run_id: str, task_id: str, key: str = "return_value") -> Any:
-        """The deserialized XCom value a task pushed under ``key``."""
+    def xcom(
+        self, dag_id: str, dag_run_id: str, task_id: str, key: str = "return_value", *, map_index: int = -1
+    ) -> Any:
+        """The deserialized XCom value a task (map index ``map_index`` of a mapped one) pushed under ``key``."""
         path = f"/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/xcomEntries/{key}"
-        return self.request("GET", path, params={"deserialize": "true", "stringify": "false"})["value"]
+        params = {"deserialize": "true", "stringify": "false", "map_index": str(map_index)}
+        return self.request("GET", path, params=params)["value"]
 
     def task_log(self, dag_id: str, dag_run_id: str, task_id: str, try_number: int) -> str:
         """The task's log for one try as plain text: one line per structured event, with its extra fields."""

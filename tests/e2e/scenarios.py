@@ -22,9 +22,12 @@ if TYPE_CHECKING:
 ON_DEMAND_DAG = "kedro_classifier_on_demand"
 FAULTS_DAG = "e2e_faults"
 BATCH_SCORING_DAG = "kedro_classifier_batch_scoring"
+SWEEP_DAG = "kedro_classifier_sweep"
+#: Scheduled on the champion asset of ``kedro_classifier`` (dags_examples/champion_scoring.py).
+CHAMPION_SCORING_DAG = "kedro_classifier_champion_scoring"
 #: DAGs the scenarios trigger; they are unpaused once parsed. The weekly retraining DAG stays paused, so the
 #: scheduler never starts a run no test asked for (the demo runs that one).
-TRIGGERED_DAGS = (ON_DEMAND_DAG, FAULTS_DAG, BATCH_SCORING_DAG)
+TRIGGERED_DAGS = (ON_DEMAND_DAG, FAULTS_DAG, BATCH_SCORING_DAG, SWEEP_DAG, CHAMPION_SCORING_DAG)
 #: Kedro env of the e2e project copy whose artifacts live in the training process's memory (kedro_conf/).
 NO_SHARED_DISK_ENV = "no_shared_disk"
 

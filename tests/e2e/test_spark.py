@@ -1,4 +1,5 @@
-"""Scale-out: the registered KedroPipelineModel scores Spark DataFrames (``spark_udf``, ``local[2]``) like pandas.
+"""Scale-out: the registered KedroPipelineModel scores Spark DataFrames (``spark_udf``, ``local[2]``) like pandas, and
+the example batch-scoring DAG (``MlflowBatchPredictOperator``, ``engine="spark"``) writes the same scores.
 
 Java comes from Debian's packages (installed by the test setup when missing); Spark binds 127.0.0.1 with its UI off,
 and its Python workers run this interpreter (``PYSPARK_PYTHON``), which has the model's requirements.
@@ -6,6 +7,7 @@ and its Python workers run this interpreter (``PYSPARK_PYTHON``), which has the 
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Iterator
@@ -81,12 +83,23 @@ def test_batch_scoring_dag_task_scores_on_spark(
     assert_run_succeeded(airflow, BATCH_SCORING_DAG, dag_run_id)
 
     result = airflow.xcom(BATCH_SCORING_DAG, dag_run_id, "score")
-    assert result == {
-        "model_uri": MODEL_URI,
-        "input_path": str(input_path),
-        "output_path": str(output_path),
+    version = mlflow.MlflowClient().get_model_version_by_alias(ON_DEMAND_FORM["registered_model_name"], "champion")
+    assert {key: result[key] for key in ("model_uri", "requested_model_uri", "version", "run_id", "rows")} == {
+        "model_uri": f"models:/{version.name}/{version.version}",  # the alias, resolved once
+        "requested_model_uri": MODEL_URI,
+        "version": str(version.version),
+        "run_id": version.run_id,
         "rows": 200,
     }
+    assert (result["engine"], result["output"], result["output_format"]) == ("spark", str(output_path), "parquet")
+    record = json.loads((tmp_path / ".predictions.parquet.scoring.json").read_text())
+    assert (record["model_uri"], record["rows"]) == (result["model_uri"], 200)
+    assert record["task_identity"]["airflow.dag_run_id"] == dag_run_id
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        ".predictions.parquet.scoring.json",
+        "instances.csv",
+        "predictions.parquet",
+    ]  # no temporary output left behind
     written = pd.read_parquet(output_path)
     key = list(rows.columns)
     written = written.sort_values(key).reset_index(drop=True)

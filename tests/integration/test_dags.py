@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import EXAMPLE_PROJECT, REPO_ROOT
+from tests.integration.airflow_db import migrated_airflow
 from tests.servers import MLFLOW_ADMIN_USER, MlflowServer
 
 # Airflow reads AIRFLOW_HOME (and derives its sqlite DB from it) when first imported: keep it out of ~/airflow.
@@ -41,6 +42,8 @@ ON_DEMAND = "kedro_classifier_on_demand"
 RETRAINING = "kedro_classifier_retraining"
 ARTIFACTS_DAG = "akm_test_artifacts_between_workers"
 MAPPED_DAG = "akm_test_mapped_training"  # tests/integration/dags/akm_test_mapped_training.py
+FAILED_SWEEP_DAG = "akm_test_failed_sweep"  # tests/integration/dags/akm_test_failed_sweep.py
+SHARED_RUN_DAG = "akm_test_shared_run"  # tests/integration/dags/akm_test_shared_run.py
 TEST_DAGS = Path(__file__).resolve().parent / "dags"
 
 # Trains once, then: tampers with the classifier file (modelify must refuse it), then deletes every local file
@@ -128,8 +131,6 @@ class AirflowEnv:
 @pytest.fixture(scope="module")
 def airflow_env(tmp_path_factory, mlflow_auth_server: MlflowServer) -> Iterator[AirflowEnv]:
     """A migrated Airflow DB, a DAGs folder with the example DAGs, a private project copy, the MLflow connection."""
-    from airflow import settings
-
     root = tmp_path_factory.mktemp("airflow-dags")
     dags_folder = root / "dags"
     dags_folder.mkdir()
@@ -141,29 +142,13 @@ def airflow_env(tmp_path_factory, mlflow_auth_server: MlflowServer) -> Iterator[
 
     env = {
         "AIRFLOW_HOME": os.environ["AIRFLOW_HOME"],
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": settings.SQL_ALCHEMY_CONN,
-        "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW_KEDRO_MLFLOW_EXAMPLE_PROJECT": str(project),
-        "AIRFLOW_CONN_MLFLOW_DEFAULT": mlflow_auth_server.airflow_conn_uri(),
+        "AIRFLOW_CONN_MLFLOW_DEFAULT": mlflow_auth_server.airflow_conn_uri(),  # cleared per test; set per DAG run
         "KEDRO_DISABLE_TELEMETRY": "true",
         "DO_NOT_TRACK": "1",
         "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
     }
-    migrate = subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert migrate.returncode == 0, migrate.stdout + migrate.stderr
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in env.items():
-            if name != "AIRFLOW_CONN_MLFLOW_DEFAULT":  # set per DAG run: the autouse fixture clears it per test
-                patch.setenv(name, value)
-        patch.setattr(settings, "DAGS_FOLDER", str(dags_folder))  # read once at import; dag.test() syncs it
+    with migrated_airflow(dags_folder, env):
         yield AirflowEnv(dags_folder=dags_folder, project=project, server=mlflow_auth_server, env=env)
 
 
@@ -171,7 +156,10 @@ def airflow_env(tmp_path_factory, mlflow_auth_server: MlflowServer) -> Iterator[
 def dagbag(airflow_env: AirflowEnv):
     from airflow.dag_processing.dagbag import DagBag
 
-    return DagBag(dag_folder=str(airflow_env.dags_folder))
+    # The champion-scoring DAG names its asset's registry from the connection when it is parsed.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", airflow_env.env["AIRFLOW_CONN_MLFLOW_DEFAULT"])
+        return DagBag(dag_folder=str(airflow_env.dags_folder))
 
 
 @contextmanager
@@ -445,7 +433,7 @@ def test_mapped_trainings_each_finish_their_own_run_and_get_their_own_version(ma
     assert [training["runtime_params"]["C"] for training in trainings] == [0.5, 1.0, 2.0]
 
     experiment = client.get_experiment_by_name("akm_mapped")
-    runs = client.search_runs([experiment.experiment_id])
+    runs = client.search_runs([experiment.experiment_id], filter_string="tags.`airflow.map_index` != ''")
     assert len(runs) == 3
     assert {run.info.status for run in runs} == {"FINISHED"}
     assert not [run for run in runs if "airflow_kedro_mlflow.failed_reason" in run.data.tags]
@@ -464,3 +452,61 @@ def test_mapped_trainings_each_finish_their_own_run_and_get_their_own_version(ma
         version = client.get_model_version("akm_mapped", result["version"])
         assert version.run_id == trainings[i]["run_id"]
         assert version.tags["airflow.map_index"] == str(i)
+
+
+def test_a_sweep_nests_its_trainings_under_one_parent_and_modelifies_the_best(mapped_run, client):
+    """Three mapped trainings are children of one FINISHED parent run; ``select_best_by`` builds the most accurate."""
+    _assert_succeeded(mapped_run)
+    trainings = [mapped_run.mapped_xcoms[("train", i, "return_value")] for i in range(3)]
+    experiment = client.get_experiment_by_name("akm_mapped")
+    (parent,) = client.search_runs(
+        [experiment.experiment_id], filter_string="tags.`airflow_kedro_mlflow.sweep` = 'parent'"
+    )
+    assert parent.info.status == "FINISHED"
+    assert parent.info.run_name == "training sweep"
+    assert (parent.data.tags["airflow.dag_run_id"], parent.data.tags["airflow.task_id"]) == (mapped_run.run_id, "train")
+    children = client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+    )
+    assert sorted(run.info.run_id for run in children) == sorted(training["run_id"] for training in trainings)
+
+    accuracy = {run.info.run_id: run.data.metrics["accuracy"] for run in children}
+    best_accuracy = max(accuracy.values())
+    best = next(training["run_id"] for training in trainings if accuracy[training["run_id"]] == best_accuracy)
+    assert parent.data.tags["airflow_kedro_mlflow.best_run_id"] == best
+    assert parent.data.metrics["accuracy"] == best_accuracy
+    result = mapped_run.xcoms[("modelify_best", "return_value")]
+    assert (result["run_id"], result["registered_model_name"]) == (best, "akm_mapped_best")
+    assert client.get_model_version("akm_mapped_best", result["version"]).run_id == best
+
+
+def test_a_sweep_whose_every_trial_failed_fails_modelify_with_the_reason(airflow_env, dagbag, client):
+    outcome = _run_dag(airflow_env, dagbag, FAILED_SWEEP_DAG)
+
+    assert outcome.state == "failed"
+    assert {outcome.mapped_states[("train", i)] for i in range(2)} == {"failed"}
+    assert outcome.task_states["modelify_best"] == "failed"  # it ran (trigger rule all_done) and said why
+    assert "SweepError: every training of sweep 'train' failed in dag run" in outcome.output
+    experiment = client.get_experiment_by_name("akm_failed_sweep")
+    (parent,) = client.search_runs(
+        [experiment.experiment_id], filter_string="tags.`airflow_kedro_mlflow.sweep` = 'parent'"
+    )
+    assert parent.info.status == "FAILED"
+
+
+def test_a_training_task_logs_into_the_run_another_task_started(airflow_env, dagbag, client):
+    """``run_id`` shares one MLflow run between tasks: the training's params, metrics and artifacts join it."""
+    outcome = _run_dag(airflow_env, dagbag, SHARED_RUN_DAG)
+
+    _assert_succeeded(outcome)
+    run_id = outcome.xcoms[("start_run", "return_value")]
+    assert outcome.xcoms[("train", "return_value")]["run_id"] == run_id
+    assert outcome.xcoms[("train", "run_id")] == run_id
+    experiment = client.get_experiment_by_name("akm_shared_run")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.run_id == run_id
+    assert run.info.status == "FINISHED"
+    assert run.data.params["prepared_rows"] == "569"
+    assert run.data.params["C"] and "accuracy" in run.data.metrics
+    assert run.data.tags["airflow.task_id"] == "train"
+    assert client.list_artifacts(run_id, "kedro_artifacts")

@@ -130,6 +130,8 @@ def test_train_command_carries_every_operator_argument_through_the_cli_parser():
         to_nodes=["evaluate"],
         load_versions={"raw_data": "2026-01-01T00.00.00.000Z"},
         params_options={"shape": "kedro_mlflow", "long_params_strategy": "tag"},
+        run_id="abc123",
+        parent_run_tags={"airflow.dag_id": "d", "airflow.task_id": "train"},
     )
     assert "secret" not in " ".join(argv)
     args = build_parser().parse_args(argv)
@@ -147,6 +149,7 @@ def test_train_command_carries_every_operator_argument_through_the_cli_parser():
     )  # fmt: skip
     assert json.loads(args.load_versions_json) == {"raw_data": "2026-01-01T00.00.00.000Z"}
     assert (args.params_shape, args.long_params_strategy) == ("kedro_mlflow", "tag")
+    assert (args.run_id, sorted(args.parent_run_tags)) == ("abc123", ["airflow.dag_id=d", "airflow.task_id=train"])
 
 
 def test_modelify_command_carries_the_operator_arguments_through_the_cli_parser():

@@ -373,6 +373,21 @@ def test_an_unmapped_modelify_after_a_mapped_training_says_to_map_it() -> None:
         modelify.execute(make_context(ti))
 
     assert ".expand(run_id=train.output.map(run_id_of))" in str(info.value)
+    assert "select_best_by='<metric>'" in str(info.value)
+
+
+def test_select_best_by_needs_a_mapped_training_task() -> None:
+    from airflow.sdk import DAG
+
+    with pytest.raises(TrainingXComError, match="select_best_by='accuracy' but no training_task_id"):
+        KedroModelifyOperator(task_id="best", project_path="/p", select_best_by="accuracy")
+    with DAG("unmapped_sweep", schedule=None):
+        KedroTrainingOperator(task_id="train", project_path="/nowhere")
+        best = KedroModelifyOperator(task_id="best", training_task_id="train", select_best_by="accuracy")
+    assert best.trigger_rule == "all_done"  # failed trials must not stop the best of the others
+
+    with pytest.raises(TrainingXComError, match="training task 'train' is not mapped"):
+        best.execute(make_context(RecordingTaskInstance(task_id="best")))
 
 
 # -- versions, scratch data dir, unversioned artifacts, resuming a run ------------------------------------------------

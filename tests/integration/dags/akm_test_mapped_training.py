@@ -1,7 +1,8 @@
-"""Test-only DAG: one training task mapped over hyperparameters, and a modelify task mapped over its results.
+"""Test-only DAG: a sweep — one training task mapped over hyperparameters — modelified two ways.
 
 Each mapped training instance is its own task (``airflow.map_index`` in the MLflow tags), so none marks another's
-run superseded, and modelify map index ``i`` builds the model of training map index ``i``: one version per training.
+run superseded; their runs are nested under one parent run. Modelify map index ``i`` builds the model of training
+map index ``i`` (one version per training), and ``modelify_best`` builds the training with the best accuracy.
 """
 
 from __future__ import annotations
@@ -30,3 +31,11 @@ with DAG(DAG_ID, schedule=None, render_template_as_native_obj=True):
     KedroModelifyOperator.partial(
         task_id="modelify", training_task_id="train", registered_model_name="akm_mapped"
     ).expand(run_id=train.output.map(run_id_of))
+    # The best training's run already holds modelify's model of that index: a second model in one run needs a name.
+    train >> KedroModelifyOperator(
+        task_id="modelify_best",
+        training_task_id="train",
+        select_best_by="accuracy",
+        registered_model_name="akm_mapped_best",
+        log_model_kwargs={"name": "best_model"},
+    )

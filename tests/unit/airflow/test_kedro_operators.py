@@ -264,11 +264,12 @@ def test_modelify_needs_a_training_task_or_a_project():
 def test_every_user_string_and_dict_is_templated():
     assert set(KedroTrainingOperator.template_fields) == {
         "project_path", "pipeline_name", "env", "conf_source", "runtime_params", "experiment_name", "run_name",
-        "mlflow_tags", "runner", "tags", "node_names", "from_nodes", "to_nodes", "load_versions", "params_options",
+        "run_id", "mlflow_tags", "runner", "tags", "node_names", "from_nodes", "to_nodes", "load_versions",
+        "params_options",
     }  # fmt: skip
-    assert {"project_path", "runtime_params", "registered_model_name", "aliases", "log_model_kwargs"} <= set(
-        KedroModelifyOperator.template_fields
-    )
+    assert {
+        "project_path", "runtime_params", "registered_model_name", "aliases", "log_model_kwargs", "select_best_by",
+    } <= set(KedroModelifyOperator.template_fields)  # fmt: skip
     assert "mlflow_conn_id" not in KedroTrainingOperator.template_fields
 
 
