@@ -54,6 +54,7 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
     return code, captured.out, captured.err
 
 
+@pytest.mark.slow  # the CLI on a trained project (module fixture): integration tier
 def test_modelify_registers_and_prints_json(trained_project, store_uri, capsys, tmp_path):
     example = tmp_path / "example.csv"
     pd.read_csv(trained_project / "data" / "05_model_input" / "instances.csv").head(2).to_csv(example, index=False)
@@ -94,6 +95,7 @@ def test_modelify_registers_and_prints_json(trained_project, store_uri, capsys, 
     assert (local / "serving_input_example.json").is_file()
 
 
+@pytest.mark.slow  # the CLI on a trained project (module fixture): integration tier
 def test_modelify_reads_tracking_uri_from_the_environment_and_prints_a_summary(
     trained_project, store_uri, capsys, monkeypatch
 ):
@@ -104,6 +106,7 @@ def test_modelify_reads_tracking_uri_from_the_environment_and_prints_a_summary(
     assert out.startswith("Logged model models:/m-")
 
 
+@pytest.mark.slow  # the CLI on a trained project (module fixture): integration tier
 def test_params_reach_the_kedro_session(trained_project, store_uri, capsys):
     code, out, _ = run_cli(
         capsys,
@@ -124,6 +127,7 @@ def test_params_reach_the_kedro_session(trained_project, store_uri, capsys):
     assert params.to_dict()[0]["default"] == 0.9
 
 
+@pytest.mark.slow  # the CLI on a trained project (module fixture): integration tier
 def test_no_tracking_uri_is_a_usage_error(trained_project, capsys):
     code, out, err = run_cli(capsys, "--project-path", str(trained_project), "--pipeline", "training")
 
@@ -133,6 +137,7 @@ def test_no_tracking_uri_is_a_usage_error(trained_project, capsys):
     assert len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # the CLI on a trained project (module fixture): integration tier
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -164,6 +169,7 @@ def test_untrained_project_names_the_artifact(tmp_path, store_uri, capsys):
     assert "run the training pipeline first" in err
 
 
+@pytest.mark.slow  # the CLI on a trained project (module fixture): integration tier
 def test_bad_flag_values_are_usage_errors(trained_project, store_uri, capsys):
     code, _, err = run_cli(
         capsys, "--project-path", str(trained_project), "--pipeline", "training", "--tracking-uri", store_uri,

@@ -102,6 +102,7 @@ def experiment_runs(client: MlflowClient, experiment_name: str) -> list:
 # -- logging -----------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_modelify_logs_a_model_that_predicts_like_the_pipeline(trained_project, store, names):
     result = modelify(trained_project, "training", tracking=store, experiment_name=names["experiment_name"])
 
@@ -129,6 +130,7 @@ def test_modelify_ships_project_code_and_pinned_requirements(trained_project, st
     assert any(line.startswith("mlflow==") for line in requirements)
 
 
+@pytest.mark.slow
 def test_modelify_registers_a_version_with_aliases_and_tags(trained_project, store, names):
     result = modelify(
         trained_project,
@@ -214,6 +216,7 @@ def test_idempotency_key_reuses_the_model_and_version_of_an_earlier_try(trained_
     assert len(experiment_runs(client, names["experiment_name"])) == 2
 
 
+@pytest.mark.slow
 def test_idempotent_retry_registers_a_model_an_earlier_try_only_logged(trained_project, store, names):
     key = {"airflow.dag_id": "retrain", "airflow.dag_run_id": "manual__2", "run_id": "xyz"}
     logged = modelify(
