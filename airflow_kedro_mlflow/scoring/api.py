@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
-import posixpath
 import tempfile
-import uuid
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow_kedro_mlflow.exceptions import ScoringInputError, ScoringOutputError
 from airflow_kedro_mlflow.scoring.model_uri import ResolvedModel, resolve_model_uri
-from airflow_kedro_mlflow.scoring.output import atomic_output, check_output, publish
+from airflow_kedro_mlflow.scoring.output import atomic_output, check_output, publish, temporary_sibling
 from airflow_kedro_mlflow.scoring.result import ScoringResult
 from airflow_kedro_mlflow.scoring.sources import (
     DatasetLocation,
@@ -169,8 +167,8 @@ def _score_with_spark(
     from airflow_kedro_mlflow.scoring.spark_engine import score_on_spark, spark_session
 
     fs, path = fsspec.core.url_to_fs(target.path, **target.storage_options)
-    folder, name = posixpath.split(target.path.rstrip("/"))
-    temporary = posixpath.join(folder, f".{name}.{uuid.uuid4().hex[:12]}.tmp")
+    temporary = temporary_sibling(target.path)  # a URL, as Spark writes it; the same place in fs's terms below
+    temporary_path = fsspec.core.url_to_fs(temporary, **target.storage_options)[1]
     with tempfile.TemporaryDirectory(prefix="batch-scoring-") as scratch:
         with tracking.activate():  # credentials end here: Spark's JVM and workers start after the download
             local_model = mlflow.artifacts.download_artifacts(artifact_uri=model.model_uri, dst_path=scratch)
@@ -189,9 +187,8 @@ def _score_with_spark(
                     params=dict(params) if params else None,
                 )
             record["rows"] = rows
-            publish(fs, fsspec.core.url_to_fs(temporary, **target.storage_options)[1], path, record)
+            publish(fs, temporary_path, path, record)
         except BaseException:
-            temporary_path = fsspec.core.url_to_fs(temporary, **target.storage_options)[1]
             if fs.exists(temporary_path):
                 fs.rm(temporary_path, recursive=True)
             raise

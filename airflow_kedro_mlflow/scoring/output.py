@@ -170,10 +170,10 @@ def atomic_output(location: PathLocation, record: dict[str, Any]) -> Iterator[Ta
     into the task), the temporary file is removed and the output left as it was.
     """
     fs, path = _fs(location)
-    folder, name = posixpath.split(path.rstrip("/"))
+    folder = posixpath.dirname(path.rstrip("/"))
     if folder:
         fs.makedirs(folder, exist_ok=True)
-    temporary = posixpath.join(folder, f".{name}.{uuid.uuid4().hex[:12]}.tmp")
+    temporary = temporary_sibling(path)
     writer = TableWriter(fs, temporary, location.format or "", record)
     try:
         try:
@@ -191,6 +191,12 @@ def atomic_output(location: PathLocation, record: dict[str, Any]) -> Iterator[Ta
             if fs.exists(temporary):
                 fs.rm(temporary, recursive=True)
         raise
+
+
+def temporary_sibling(path: str) -> str:
+    """A hidden, unique name next to ``path`` (a path or a URL) to write the output under before it is published."""
+    folder, name = posixpath.split(path.rstrip("/"))
+    return posixpath.join(folder, f".{name}.{uuid.uuid4().hex[:12]}.tmp")
 
 
 def publish(fs: Any, temporary: str, path: str, record: Mapping[str, Any]) -> None:
